@@ -1,0 +1,25 @@
+# `make train` and `make test` set everything up in .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+PIP := $(VENV)/bin/pip
+
+.PHONY: setup train test clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# torch first, pinned, so nothing pulls a CUDA build
+	$(PIP) install -q -c constraints.txt torch
+	$(PIP) install -q -c constraints.txt -e '.[test]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+train: setup
+	$(VENV)/bin/lifnet train $(ARGS)
+
+test: setup
+	$(VENV)/bin/python -m pytest -q $(ARGS)
+
+clean:
+	rm -rf $(VENV) runs

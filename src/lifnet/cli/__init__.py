@@ -1,0 +1,45 @@
+"""The ``lifnet`` command line: the talking part of lifnet (progress bars, tables, files).
+
+One module per command (``train.py``, ``evaluate.py``, ...), each with ``add_parser(sub)``
+that declares its flags and ``run(args) -> int``; :data:`COMMANDS` lists them in the order
+of ``lifnet --help``. Every error a user can cause is a :class:`~lifnet.errors.LifnetError`;
+:func:`main` prints it as one line, ``lifnet: error: ...``, and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from .. import __version__
+from ..errors import LifnetError
+from .common import Parser
+
+COMMANDS = ["train", "evaluate"]
+
+
+def make_parser() -> Parser:
+    parser = Parser(prog="lifnet", description="Train spiking networks of leaky "
+                    "integrate-and-fire neurons in biophysical units (mV, ms, MOhm, nF, nA).")
+    parser.add_argument("--version", action="version", version=f"lifnet {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    for name in COMMANDS:
+        module = importlib.import_module(f"{__name__}.{name}")
+        module.add_parser(sub).set_defaults(func=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except LifnetError as e:
+        print(f"lifnet: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lifnet: interrupted", file=sys.stderr)
+        return 130

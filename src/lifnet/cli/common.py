@@ -1,0 +1,65 @@
+"""What the commands share: the parser class, configuration from flags, output helpers."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..config import Config, parse_set, preset_config, tomllib
+from ..errors import ConfigError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors on one line with status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"lifnet: error: {message} (see {self.prog} --help)\n")
+
+
+def say(quiet: bool, *args) -> None:
+    """Print unless ``--quiet``."""
+    if not quiet:
+        print(*args, flush=True)
+
+
+def add_config_flags(p: argparse.ArgumentParser) -> None:
+    """``--config``, ``--preset``, ``--set`` and the plain flags that change settings."""
+    from ..config import PRESETS
+
+    p.add_argument("--config", metavar="FILE", help="TOML configuration file")
+    p.add_argument("--preset", choices=sorted(PRESETS),
+                   help="starting configuration (default: default)")
+    p.add_argument("--dataset", help="data set: mnist-5k (default) or fashion-mnist")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="change one setting, e.g. --set neuron.v_th=-52 (repeatable)")
+    p.add_argument("--epochs", type=int, help="training.max_epochs")
+    p.add_argument("--seed", type=int, help="training.seed")
+
+
+def read_toml(path: str | Path) -> dict:
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the configuration file: {e.strerror}")
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"{path}: not a valid TOML file: {e}")
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """The preset, then the ``--config`` file, then the plain flags, then ``--set``."""
+    file_data: dict = read_toml(args.config) if args.config else {}
+    preset = args.preset or file_data.pop("preset", None) or "default"
+    file_data.pop("preset", None)
+    cfg = preset_config(preset)
+    if file_data:
+        cfg = Config.from_dict(file_data, source=str(args.config), base=cfg)
+    flags = {}
+    if args.dataset is not None:
+        flags["data.dataset"] = args.dataset
+    if args.epochs is not None:
+        flags["training.max_epochs"] = args.epochs
+    if args.seed is not None:
+        flags["training.seed"] = args.seed
+    cfg = cfg.with_updates(flags, source="command line")
+    cfg = cfg.with_updates(parse_set(args.set or []))
+    return cfg.validate()

@@ -1,0 +1,104 @@
+"""PatchNet, the reference network (design section 2).
+
+::
+
+    image (B, H, W), pixels in [0, 1]
+      -> PatchEncoding: one neuron per patch and channel, constant current (B, N_enc) nA
+      -> LIF encoding population over T steps              spikes (T, B, N_enc)
+      -> [DenseSynapse -> LIF] for each hidden layer       spikes (T, B, N_h)
+      -> output synapses (dense | time_indexed | time_indexed_integrated)
+      -> LIF output population, one neuron per class       spikes (T, B, K)
+
+Every population uses the same :class:`~lifnet.neuron.LIFParameters`.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from .config import Config
+from .layers import (
+    LIF,
+    DenseSynapse,
+    PatchEncoding,
+    TimeIndexedIntegratedSynapse,
+    TimeIndexedSynapse,
+)
+
+
+class NetOutput(NamedTuple):
+    """What one forward pass gives. Spike trains are ``(T, B, N)``.
+
+    ``encoding`` and ``hidden`` are always returned (they are needed anyway); ``v_out``, the
+    output membrane trace in mV, only when asked for with ``record_v=True``.
+    """
+
+    spikes: torch.Tensor
+    encoding: torch.Tensor
+    hidden: list[torch.Tensor]
+    v_out: torch.Tensor | None = None
+
+
+class PatchNet(nn.Module):
+    """The reference patch network, built from a :class:`~lifnet.config.Config`.
+
+    Parameters
+    ----------
+    cfg : Config
+        Validated configuration; ``network`` and ``neuron`` sections are used.
+    image_size : (H, W)
+        Size of the input images in pixels.
+    """
+
+    def __init__(self, cfg: Config, image_size: tuple[int, int] = (28, 28)) -> None:
+        super().__init__()
+        net, neuron = cfg.network, cfg.neuron
+        self.steps, self.num_classes = net.steps, net.num_classes
+        self.image_size = tuple(image_size)
+        params = cfg.lif_parameters()
+        lif_kw = {"surrogate": neuron.surrogate, "surrogate_width": neuron.surrogate_width,
+                      "detach_reset": neuron.detach_reset}
+
+        self.encoding = PatchEncoding(self.image_size, net.patch_size, net.patch_stride,
+                                      net.channels, net.encoding_gain, net.encoding_init)
+        self.encoding_lif = LIF(params, **lif_kw)
+
+        width = self.encoding.out_features
+        self.hidden = nn.ModuleList()
+        for size in net.hidden:
+            self.hidden.append(DenseSynapse(width, size, weight_scale=net.synapse_init))
+            width = size
+        self.hidden_lif = LIF(params, **lif_kw)
+
+        k = net.num_classes
+        if net.output_synapse == "dense":
+            self.output = DenseSynapse(width, k, weight_scale=net.synapse_init)
+        elif net.output_synapse == "time_indexed":
+            self.output = TimeIndexedSynapse(width, k, net.steps, weight_scale=net.synapse_init)
+        else:
+            self.output = TimeIndexedIntegratedSynapse(width, k, net.steps,
+                                                       weight_scale=net.synapse_init)
+        self.output_lif = LIF(params, **lif_kw)
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Parameters by layer, for one learning rate per layer."""
+        return {"encoding": list(self.encoding.parameters()),
+                "hidden": list(self.hidden.parameters()),
+                "output": list(self.output.parameters())}
+
+    def forward(self, images: torch.Tensor, record_v: bool = False) -> NetOutput:
+        """``(B, H, W)`` images in [0, 1] to output spikes ``(T, B, K)`` and the rest."""
+        current = self.encoding(images)                                  # (B, N_enc) nA
+        enc, _ = self.encoding_lif(current, steps=self.steps)           # (T, B, N_enc)
+        x, hidden = enc, []
+        for synapse in self.hidden:
+            x, _ = self.hidden_lif(synapse(x))                           # (T, B, N_h)
+            hidden.append(x)
+        current = self.output(x)           # (T, B, K), or (B, K) when integrated
+        constant = current.dim() == 2
+        out, v = self.output_lif(current, steps=self.steps if constant else None,
+                                 record_v=record_v)
+        return NetOutput(out, enc, hidden, v)

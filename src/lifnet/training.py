@@ -1,0 +1,237 @@
+"""Training and evaluation: minibatches, one learning rate per layer, the stopping rule.
+
+The library is silent: progress reaches the caller through the ``on_batch`` and
+``on_epoch`` callbacks of :meth:`Trainer.fit`; the command line draws the bar and writes
+the files.
+
+Reproducibility. The weights come from ``torch.manual_seed(seed)`` before the network is
+built; the shuffling and the random shifts of epoch ``e`` come from a generator seeded with
+``(seed, e)`` alone, so a CPU run repeats exactly, and a run resumed at the start of an epoch
+sees the same batches as one that never stopped.
+
+``sgd`` with no momentum is the notebook's delta rule: ``w <- w - eta * dE/dw`` with the
+gradient of the error energy given by backpropagation through the surrogate derivative,
+``eta`` per layer (``encoding_lr``, ``hidden_lr``, ``output_lr``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+from torch.nn import functional as F
+
+from .coding import Coding
+from .config import Config
+from .errors import bad_value
+from .network import PatchNet
+
+
+@dataclass
+class EpochMetrics:
+    """What one epoch measured. Accuracies are fractions; ``val_accuracy`` is None when no
+    validation split is held out."""
+
+    epoch: int
+    loss: float
+    error_energy: float
+    train_accuracy: float
+    val_accuracy: float | None
+    val_error_energy: float | None
+    samples_per_second: float
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Evaluation:
+    accuracy: float
+    mean_error_energy: float
+    confusion: list[list[int]]        # confusion[true][predicted]
+    predictions: torch.Tensor
+    scores: torch.Tensor
+
+
+def build(cfg: Config, image_size: tuple[int, int]) -> tuple[PatchNet, Coding]:
+    """The network (weights drawn from ``training.seed``) and its coding."""
+    cfg.validate()
+    h, w = image_size
+    if cfg.network.patch_size > min(h, w):
+        raise bad_value("network.patch_size", cfg.network.patch_size,
+                        f"<= {min(h, w)} px, the smaller side of the {h} x {w} images")
+    torch.manual_seed(cfg.training.seed)
+    model = PatchNet(cfg, image_size)
+    return model, Coding(cfg.coding, cfg.network.steps, cfg.network.num_classes)
+
+
+def make_optimizer(model: PatchNet, cfg: Config) -> torch.optim.Optimizer:
+    """One parameter group per layer, each with its own learning rate."""
+    t = cfg.training
+    rates = {"encoding": t.encoding_lr, "hidden": t.hidden_lr or t.output_lr,
+             "output": t.output_lr}
+    groups = [{"params": params, "lr": rates[name], "name": name}
+              for name, params in model.parameter_groups().items() if params]
+    if t.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=t.output_lr, momentum=t.momentum)
+    return torch.optim.Adam(groups, lr=t.output_lr)
+
+
+def split_validation(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices of the training and validation parts of a set of ``n`` samples."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    n_val = round(n * fraction)
+    return perm[n_val:].sort().values, perm[:n_val].sort().values
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+def random_shift(images: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tensor:
+    """Translate each ``(H, W)`` image by up to ``max_shift`` pixels, filling with zeros."""
+    if max_shift == 0:
+        return images
+    b, h, w = images.shape
+    offsets = torch.randint(0, 2 * max_shift + 1, (2, b), generator=gen).to(images.device)
+    padded = F.pad(images, (max_shift,) * 4)
+    rows = torch.arange(h, device=images.device)[None, :] + offsets[0][:, None]   # (B, H)
+    cols = torch.arange(w, device=images.device)[None, :] + offsets[1][:, None]   # (B, W)
+    batch = torch.arange(b, device=images.device)[:, None, None]
+    return padded[batch, rows[:, :, None], cols[:, None, :]]
+
+
+class Trainer:
+    """Trains a :class:`PatchNet` under a :class:`Config`.
+
+    Parameters
+    ----------
+    cfg : Config
+    model : PatchNet
+    coding : Coding
+    device : str or torch.device
+    """
+
+    def __init__(self, cfg: Config, model: PatchNet, coding: Coding,
+                 device: str | torch.device = "cpu") -> None:
+        self.cfg, self.model, self.coding = cfg, model, coding
+        self.device = torch.device(device)
+        self.model.to(self.device)
+        self.optimizer = make_optimizer(model, cfg)
+        self.history: list[EpochMetrics] = []
+
+    def _lr_factor(self, epoch: int) -> float:
+        t = self.cfg.training
+        if t.lr_decay == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * epoch / t.max_epochs))
+        return 1.0
+
+    def train_epoch(self, epoch: int, images: torch.Tensor, labels: torch.Tensor,
+                    on_batch: Callable[[int, int, float], None] | None = None) -> dict:
+        """One pass over ``images`` in shuffled minibatches; returns the epoch's sums."""
+        t = self.cfg.training
+        gen = epoch_generator(t.seed, epoch)
+        order = torch.randperm(len(labels), generator=gen)
+        for group, base in zip(self.optimizer.param_groups, self._base_lrs()):
+            group["lr"] = base * self._lr_factor(epoch)
+        self.model.train()
+        loss_sum = energy_sum = correct = seen = 0.0
+        n_batches = math.ceil(len(labels) / t.batch_size)
+        for i in range(n_batches):
+            idx = order[i * t.batch_size:(i + 1) * t.batch_size]
+            x = images[idx].to(self.device, non_blocking=True)
+            y = labels[idx].to(self.device, non_blocking=True)
+            x = random_shift(x, t.shift, gen)
+            out = self.model(x)
+            loss = self.coding.loss(out.spikes, y)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            with torch.no_grad():
+                n = len(y)
+                loss_sum += float(loss) * n
+                energy_sum += float(self.coding.error_energy(out.spikes, y).sum())
+                correct += float((self.coding.decode(out.spikes) == y).sum())
+                seen += n
+            if on_batch is not None:
+                on_batch(i + 1, n_batches, float(loss))
+        return {"loss": loss_sum / seen, "error_energy": energy_sum / seen,
+                "accuracy": correct / seen, "samples": seen}
+
+    def _base_lrs(self) -> list[float]:
+        if not hasattr(self, "_base"):
+            self._base = [g["lr"] for g in self.optimizer.param_groups]
+        return self._base
+
+    def fit(self, train_images: torch.Tensor, train_labels: torch.Tensor,
+            val_images: torch.Tensor | None = None, val_labels: torch.Tensor | None = None,
+            on_batch: Callable[[int, int, float], None] | None = None,
+            on_epoch: Callable[[EpochMetrics], None] | None = None,
+            start_epoch: int = 1) -> list[EpochMetrics]:
+        """Train until ``max_epochs``, or until the mean error energy drops below ``min_err``.
+
+        Images are ``(N, H, W)`` float in [0, 1], labels ``(N,)`` int64.
+        """
+        t = self.cfg.training
+        for epoch in range(start_epoch, t.max_epochs + 1):
+            start = time.perf_counter()
+            sums = self.train_epoch(epoch, train_images, train_labels, on_batch)
+            seconds = time.perf_counter() - start
+            val = (self.evaluate(val_images, val_labels)
+                   if val_labels is not None and len(val_labels) else None)
+            metrics = EpochMetrics(
+                epoch=epoch, loss=sums["loss"], error_energy=sums["error_energy"],
+                train_accuracy=sums["accuracy"],
+                val_accuracy=val.accuracy if val else None,
+                val_error_energy=val.mean_error_energy if val else None,
+                samples_per_second=sums["samples"] / seconds, seconds=seconds)
+            self.history.append(metrics)
+            if on_epoch is not None:
+                on_epoch(metrics)
+            if metrics.error_energy < t.min_err:
+                break
+        return self.history
+
+    @torch.no_grad()
+    def evaluate(self, images: torch.Tensor, labels: torch.Tensor,
+                 batch_size: int = 500) -> Evaluation:
+        return evaluate(self.model, self.coding, images, labels, batch_size, self.device)
+
+
+@torch.no_grad()
+def evaluate(model: PatchNet, coding: Coding, images: torch.Tensor, labels: torch.Tensor,
+             batch_size: int = 500, device: str | torch.device = "cpu") -> Evaluation:
+    """Accuracy, mean error energy and confusion matrix of ``model`` on a labelled set."""
+    model.eval()
+    k = model.num_classes
+    preds, scores, energy = [], [], 0.0
+    for i in range(0, len(labels), batch_size):
+        x = images[i:i + batch_size].to(device)
+        y = labels[i:i + batch_size].to(device)
+        spikes = model(x).spikes
+        s = coding.scores(spikes)
+        scores.append(s.cpu())
+        preds.append(s.argmax(1).cpu())
+        energy += float(coding.error_energy(spikes, y).sum())
+    predictions, scores_t = torch.cat(preds), torch.cat(scores)
+    confusion = torch.zeros(k, k, dtype=torch.int64)
+    confusion.index_put_((labels.cpu(), predictions), torch.ones_like(predictions),
+                         accumulate=True)
+    n = max(1, len(labels))
+    return Evaluation(accuracy=float((predictions == labels.cpu()).sum()) / n,
+                      mean_error_energy=energy / n, confusion=confusion.tolist(),
+                      predictions=predictions, scores=scores_t)
+
+
+@torch.no_grad()
+def predict(model: PatchNet, coding: Coding, images: torch.Tensor,
+            device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Predicted classes ``(N,)`` and scores ``(N, K)`` (counts, or minus target distances)."""
+    model.eval()
+    spikes = model(images.to(device)).spikes
+    scores = coding.scores(spikes)
+    return scores.argmax(1).cpu(), scores.cpu()
