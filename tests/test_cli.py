@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-SMALL = ["--set", "data.train_limit=300", "--set", "data.test_limit=200",
-         "--set", "network.steps=10", "--set", "network.channels=1", "--set", "network.hidden=",
-         "--epochs", "1", "--quiet"]
+SMALL = ["--set", "data.train_limit=400", "--set", "data.test_limit=200",
+         "--set", "network.steps=10", "--set", "network.channels=2",
+         "--set", "training.batch_size=32", "--epochs", "1", "--quiet"]
 
 
 def lifnet(*args, cwd=None):

@@ -66,7 +66,7 @@ def save_model(path: str | Path, model: PatchNet, cfg: Config, class_names: list
     """Weights and the metadata needed to rebuild the network, atomically."""
     from . import __version__
 
-    meta = {"lifnet": __version__, "config": cfg.to_toml(comments=False),
+    meta = {"lifnet": json.dumps(__version__), "config": cfg.to_toml(comments=False),
             "image_size": json.dumps(list(model.image_size)),
             "class_names": json.dumps(class_names), "epoch": json.dumps(epoch)}
     for key, value in (extra or {}).items():

@@ -127,7 +127,7 @@ class Trainer:
     def _lr_factor(self, epoch: int) -> float:
         t = self.cfg.training
         if t.lr_decay == "cosine":
-            return 0.5 * (1.0 + math.cos(math.pi * epoch / t.max_epochs))
+            return 0.5 * (1.0 + math.cos(math.pi * (epoch - 1) / t.max_epochs))
         return 1.0
 
     def train_epoch(self, epoch: int, images: torch.Tensor, labels: torch.Tensor,
@@ -151,6 +151,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
+            loss = loss.detach()
             with torch.no_grad():
                 n = len(y)
                 loss_sum += float(loss) * n
