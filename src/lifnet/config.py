@@ -360,13 +360,21 @@ def _default() -> Config:
 
 
 def _notebook() -> Config:
-    """The notebook's network, made right (design section 2 and 3)."""
+    """The notebook's network, made right (design sections 2 and 3).
+
+    Every key that the notebook fixes is set here explicitly, so a change of the defaults
+    never changes this preset.
+    """
     cfg = Config(preset="notebook")
-    cfg.neuron = NeuronConfig(resistance=1.0, tau_m=10.0, v_rest=-65.0, v_th=-50.0)
-    cfg.network = NetworkConfig(steps=100, dt=1.0, patch_size=5, patch_stride=1,
-                                output_synapse="time_indexed")
-    cfg.coding = CodingConfig(scheme="window", loss="error_energy", target_times="regular")
-    cfg.training = TrainingConfig(optimizer="sgd")
+    cfg.neuron = NeuronConfig(resistance=1.0, tau_m=10.0, capacitance=None, v_rest=-65.0,
+                              v_reset=None, v_th=-50.0, v_init=None, t_ref=0.0,
+                              reset="to_reset", surrogate="fast_sigmoid", surrogate_width=1.0)
+    cfg.network = NetworkConfig(steps=100, dt=1.0, patch_size=5, patch_stride=1, channels=1,
+                                hidden=[], output_synapse="time_indexed", num_classes=10)
+    cfg.coding = CodingConfig(scheme="window", loss="error_energy", target_times="regular",
+                              target_spikes=1)
+    cfg.training = TrainingConfig(optimizer="sgd", momentum=0.0, lr_decay="none", shift=0,
+                                  max_epochs=20)
     return cfg
 
 
