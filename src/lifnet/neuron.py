@@ -250,7 +250,8 @@ def lif_step(
     # reset
     gate = spikes.detach() if detach_reset else spikes
     if p.reset == "to_reset":
-        v = v - gate * (v - p.v_reset)
+        # not v - gate * (v - v_reset): at large potentials that cancels to the wrong value
+        v = gate * p.v_reset + (1.0 - gate) * v
     else:
         v = v - gate * (p.v_th - p.v_reset)
 
