@@ -27,14 +27,11 @@ import itertools
 
 import brian2 as b2
 import numpy as np
-import pytest
 import torch
 
 from lifnet import LIFParameters, lif_simulate
 
 b2.prefs.codegen.target = "numpy"
-# Brian2 2.9 still calls pyparsing's camelCase names, deprecated in pyparsing 3.3
-pytestmark = pytest.mark.filterwarnings("ignore:.*deprecated - use:DeprecationWarning")
 
 # A potential this close to threshold may be compared differently by the two simulators:
 # their state updates are the same function written differently, so they agree to ~1e-13 mV.
