@@ -294,3 +294,14 @@ def test_surrogate_derivatives_stay_finite_at_plus_minus_1e4_mV(name, dtype, wid
     assert spikes.tolist() == [0, 0, 0, 1, 1, 1, 1]
     spikes.sum().backward()
     assert torch.isfinite(xs.grad).all()
+
+
+def test_a_state_made_by_hand_without_a_counter_still_gets_the_refractory_hold():
+    from lifnet import LIFState
+
+    p = LIFParameters(t_ref=2.5)
+    current = torch.full((3,), 1e4)
+    by_default, _, _ = lif_simulate(current, p, steps=20)
+    by_hand, _, _ = lif_simulate(current, p, steps=20, state=LIFState(torch.full((3,), -65.0)))
+    assert torch.equal(by_default, by_hand)
+    assert torch.nonzero(by_hand[:, 0]).flatten().tolist() == [0, 4, 8, 12, 16]
