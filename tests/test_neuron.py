@@ -153,3 +153,155 @@ def test_state_does_not_leak_between_calls():
     first, _, _ = lif_simulate(torch.full((2, 5), 30.0), p, steps=30)
     again, _, _ = lif_simulate(torch.full((2, 5), 30.0), p, steps=30)
     assert torch.equal(first, again)
+
+
+# -- closed form: refractory periods that are not a multiple of dt, and dt -> 0 ------------
+
+
+@pytest.mark.parametrize("t_ref, dt, steps", [
+    (2.5, 1.0, 3), (0.3, 1.0, 1), (1.0, 1.0, 1), (0.3, 0.1, 3), (0.35, 0.1, 4),
+    (1.0, 0.1, 10), (1.7, 0.5, 4), (5.0, 0.05, 100), (0.0, 0.1, 0), (1e-12, 1.0, 0),
+])
+def test_refractory_steps_round_up_with_a_tolerance_for_float_multiples(t_ref, dt, steps):
+    # ceil(t_ref / dt); 0.3 / 0.1 = 2.9999999999999996 and 1.0 / 0.1 = 10.000000000000002
+    # in floats: both are read as the multiple they stand for
+    assert LIFParameters(t_ref=t_ref, dt=dt).refractory_steps == steps
+
+
+@pytest.mark.parametrize("t_ref, dt", [(0.35, 0.1), (1.7, 0.5), (2.5, 1.0), (0.05, 0.1),
+                                       (0.7, 0.25), (3.3, 1.0)])
+def test_closed_form_with_refractory_not_a_multiple_of_dt(t_ref, dt):
+    p = LIFParameters(tau_m=8.0, t_ref=t_ref, dt=dt, v_reset=-70.0)
+    steps = round(150.0 / dt)
+    currents = torch.tensor([16.0, 20.0, 35.0, 80.0, 1e4], dtype=torch.float64)
+    spikes, _, _ = lif_simulate(currents, p, steps=steps)
+    for j, current in enumerate(currents.tolist()):
+        got = torch.nonzero(spikes[:, j]).flatten().tolist()
+        first, isi = first_spike_step(current, p), interspike_steps(current, p)
+        assert got == list(range(first, steps, isi)), (t_ref, dt, current)
+        # the interval is the steps from reset to threshold plus the rounded-up hold
+        reach = math.ceil(p.tau_m / dt * math.log(
+            (p.v_rest + current - p.v_reset) / (p.v_rest + current - p.v_th)) - 1e-9)
+        assert isi == max(1, reach) + math.ceil(t_ref / dt - 1e-9)
+
+
+def test_stepped_period_is_never_shorter_than_the_continuous_and_exceeds_it_by_under_2_dt():
+    for t_ref, dt in itertools.product((0.0, 0.35, 2.0, 2.5), (1.0, 0.5, 0.1, 0.01, 0.001)):
+        p = LIFParameters(tau_m=10.0, t_ref=t_ref, dt=dt)
+        hold_excess = p.refractory_steps * dt - t_ref               # in [0, dt)
+        for current in (15.5, 16.0, 20.0, 30.0, 60.0, 200.0):
+            continuous = 1000.0 / firing_rate(current, p)
+            stepped = interspike_steps(current, p) * dt
+            assert -1e-9 <= stepped - continuous < dt + hold_excess + 1e-9, (t_ref, dt, current)
+
+
+def test_rate_converges_to_the_continuous_formula_with_refractory_as_dt_shrinks():
+    currents = (16.0, 20.0, 30.0, 60.0, 200.0)
+    for t_ref in (0.0, 0.35, 2.5):
+        worst = []
+        for dt in (1.0, 0.1, 0.01, 0.001):
+            p = LIFParameters(tau_m=10.0, t_ref=t_ref, dt=dt)
+            worst.append(max(abs(stepped_rate(i, p) / firing_rate(i, p) - 1) for i in currents))
+        assert worst == sorted(worst, reverse=True), (t_ref, worst)
+        assert worst[-1] < 0.005                     # 0.5 % at dt = 1 us
+
+
+# -- edge behaviour -----------------------------------------------------------------------
+
+
+def test_spike_is_in_the_step_where_the_threshold_is_crossed():
+    p = LIFParameters(tau_m=10.0)
+    current = 18.0
+    spikes, v, _ = lif_simulate(torch.tensor([current], dtype=torch.float64), p, steps=40,
+                                record_v=True)
+    v_inf = p.v_rest + current
+    # V at the end of step n (no reset yet): v_inf + (v_rest - v_inf) beta^(n + 1)
+    crossing = next(n for n in range(40) if v_inf + (p.v_rest - v_inf) * p.beta ** (n + 1)
+                    >= p.v_th)
+    assert torch.nonzero(spikes[:, 0]).flatten()[0].item() == crossing
+    assert v[crossing - 1, 0] < p.v_th and v[crossing, 0] == p.v_reset
+    # a current switched on in step 10 that crosses at once spikes in step 10, not 11
+    step_current = torch.zeros(20, 1, dtype=torch.float64)
+    step_current[10:] = 1e4
+    spikes, _, _ = lif_simulate(step_current, p)
+    assert torch.nonzero(spikes[:, 0]).flatten().tolist() == list(range(10, 20))
+
+
+def test_samples_of_a_batch_are_independent_and_batch_size_1_works():
+    from lifnet.layers import LIF
+
+    torch.manual_seed(0)
+    lif = LIF(LIFParameters(t_ref=2.0, reset="subtract"))
+    batch = 30.0 * torch.rand(50, 4, 6, dtype=torch.float64)
+    together, v_together = lif(batch, record_v=True)
+    for b in range(4):
+        alone, v_alone = lif(batch[:, b:b + 1], record_v=True)     # batch size 1
+        assert alone.shape == (50, 1, 6)
+        assert torch.equal(alone[:, 0], together[:, b])
+        assert torch.equal(v_alone[:, 0], v_together[:, b])
+    # a constant current held for `steps`, batch size 1
+    one, _ = lif(torch.full((1, 3), 25.0), steps=30)
+    assert one.shape == (30, 1, 3) and one.sum() > 0
+
+
+def test_network_state_does_not_leak_between_batches_and_batch_size_1_works():
+    from lifnet import PatchNet, preset_config
+
+    cfg = preset_config("default").with_updates({"network.steps": 20}).validate()
+    torch.manual_seed(0)
+    net = PatchNet(cfg).double()
+    images = torch.rand(3, 28, 28, dtype=torch.float64)
+    with torch.no_grad():
+        first = net(images)
+        net(torch.ones(2, 28, 28, dtype=torch.float64))           # another batch between
+        again = net(images)
+        single = net(images[1:2])
+    assert torch.equal(first.spikes, again.spikes)
+    assert torch.equal(first.encoding, again.encoding)
+    assert single.spikes.shape[1] == 1
+    assert torch.equal(single.spikes[:, 0], first.spikes[:, 1])
+    assert torch.equal(single.encoding[:, 0], first.encoding[:, 1])
+
+
+@pytest.mark.parametrize("reset", ["to_reset", "subtract"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_huge_input_fires_every_step_or_refractory_period_and_never_nans(reset, dtype):
+    for t_ref, period in ((0.0, 1), (1.0, 2), (2.5, 4)):
+        p = LIFParameters(t_ref=t_ref, reset=reset)
+        current = torch.tensor([1e6, 1e9, 1e30], dtype=dtype)
+        spikes, v, _ = lif_simulate(current, p, steps=60, record_v=True)
+        assert torch.isfinite(v).all() and torch.isfinite(spikes).all()
+        for j in range(3):
+            assert torch.nonzero(spikes[:, j]).flatten().tolist() == list(range(0, 60, period))
+        if reset == "to_reset":
+            # reset lands exactly on v_reset however high the potential was
+            assert (v[spikes.bool()] == p.v_reset).all()
+
+
+@pytest.mark.parametrize("name", ["fast_sigmoid", "sigmoid", "arctan", "triangle",
+                                  "gaussian"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32])
+@pytest.mark.parametrize("width", [0.1, 1.0, 10.0])
+def test_surrogate_derivatives_stay_finite_at_plus_minus_1e4_mV(name, dtype, width):
+    from lifnet.surrogate import spike_fn, surrogate_derivative
+
+    x = torch.tensor([-1e4, -1e3, -1.0, 0.0, 1.0, 1e3, 1e4], dtype=dtype)
+    d = surrogate_derivative(x, name, width)
+    assert d.dtype == dtype and torch.isfinite(d).all() and (d >= 0).all()
+    assert d[3] > 0 and d[0] <= d[3] and d[-1] <= d[3]
+    xs = x.clone().requires_grad_()
+    spikes = spike_fn(xs, name, width)
+    assert spikes.tolist() == [0, 0, 0, 1, 1, 1, 1]
+    spikes.sum().backward()
+    assert torch.isfinite(xs.grad).all()
+
+
+def test_a_state_made_by_hand_without_a_counter_still_gets_the_refractory_hold():
+    from lifnet import LIFState
+
+    p = LIFParameters(t_ref=2.5)
+    current = torch.full((3,), 1e4)
+    by_default, _, _ = lif_simulate(current, p, steps=20)
+    by_hand, _, _ = lif_simulate(current, p, steps=20, state=LIFState(torch.full((3,), -65.0)))
+    assert torch.equal(by_default, by_hand)
+    assert torch.nonzero(by_hand[:, 0]).flatten().tolist() == [0, 4, 8, 12, 16]

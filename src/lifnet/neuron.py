@@ -22,10 +22,26 @@ was crossed; Brian2 reports the same time). Reset modes:
 - ``"to_reset"``: ``V <- v_reset``;
 - ``"subtract"``: ``V <- V - (v_th - v_reset)``.
 
-Refractory period: after a spike the membrane is held at its post-reset value, and cannot
-spike, for ``refractory_steps = ceil(t_ref / dt)`` steps (rounded up, so a neuron is never
-released earlier than ``t_ref``; a ``t_ref`` within 1e-9 of a multiple of ``dt`` counts as
-that multiple).
+Refractory period: after a spike in step ``n`` the membrane is held at its post-reset value,
+and cannot spike, for the next ``refractory_steps = ceil(t_ref / dt)`` steps (``n + 1`` to
+``n + refractory_steps``); it integrates again from step ``n + refractory_steps + 1``. The
+count is rounded up, so the membrane always sits at its reset value for at least ``t_ref``
+(a ``t_ref`` within 1e-9 of a multiple of ``dt`` counts as that multiple, so 0.3 ms at
+``dt = 0.1`` is 3 steps, and any ``0 < t_ref <= dt`` is one step). Under a constant current
+the inter-spike interval is then ``k + refractory_steps`` steps, ``k`` the steps from reset
+to threshold, and the stepped period exceeds the continuous one by less than
+``dt + (refractory_steps * dt - t_ref)``: never shorter, whatever ``t_ref`` and ``dt``.
+
+This is where lifnet and Brian2 part, and lifnet's count is the deliberate choice. Brian2
+(``refractory=t_ref``) holds while ``timestep(t - lastspike) < timestep(t_ref)``, counting
+from the spike's reported time ``n * dt`` and rounding ``t_ref / dt`` down; since the reset
+itself only happens at the end of step ``n``, the membrane is held ``floor(t_ref / dt) - 1``
+steps: one ``dt`` of refractoriness holds nothing, 1.5 ms at ``dt = 1`` holds nothing
+either, and the stepped period falls short of the continuous one by up to ``2 dt`` once
+``t_ref >= dt`` but not for ``t_ref = 0`` (its error changes sign with ``t_ref``). lifnet's
+hold is Brian2's ``refractory = (ceil(t_ref / dt) + 1) * dt``, and Brian2's
+``refractory=t_ref`` is lifnet's ``t_ref - dt`` for a multiple of ``dt``;
+``tests/test_against_brian2.py`` holds the two simulators to the first mapping step for step.
 
 Constant current. With ``V_inf = v_rest + R * I`` the solution from ``V0`` is
 ``V(t) = V_inf + (V0 - V_inf) * exp(-t / tau_m)``, exact at every step, so the first spike
@@ -234,12 +250,16 @@ def lif_step(
     # reset
     gate = spikes.detach() if detach_reset else spikes
     if p.reset == "to_reset":
-        v = v - gate * (v - p.v_reset)
+        # not v - gate * (v - v_reset): at large potentials that cancels to the wrong value
+        v = gate * p.v_reset + (1.0 - gate) * v
     else:
         v = v - gate * (p.v_th - p.v_reset)
 
     # refractory clamp: a held neuron keeps its post-reset potential and cannot spike
     refractory = state.refractory
+    if refractory is None and p.refractory_steps:
+        # a state made by hand, without a counter: nobody is held yet
+        refractory = torch.zeros_like(v, dtype=torch.int32)
     if refractory is not None:
         held = refractory > 0
         v = torch.where(held, state.v, v)
