@@ -9,6 +9,14 @@ built; the shuffling and the random shifts of epoch ``e`` come from a generator 
 ``(seed, e)`` alone, so a CPU run repeats exactly, and a run resumed at the start of an epoch
 sees the same batches as one that never stopped.
 
+Stopping and resuming. :attr:`Trainer.position` says where training stands: the epoch to
+run next, the batches of it already done, the state of that epoch's generator and the
+epoch's running sums. :meth:`Trainer.fit` asks ``should_stop()`` at every batch boundary;
+when it answers True, :class:`TrainingStopped` is raised with the position, which (with the
+weights and the optimiser state) is all a checkpoint needs: resumed with ``resume=`` the run
+goes on exactly as if it had never stopped. A loss that is not finite raises
+:class:`~lifnet.errors.NonFiniteLossError` before it touches the weights.
+
 ``sgd`` with no momentum is the notebook's delta rule: ``w <- w - eta * dE/dw`` with the
 gradient of the error energy given by backpropagation through the surrogate derivative,
 ``eta`` per layer (``encoding_lr``, ``hidden_lr``, ``output_lr``).
@@ -19,14 +27,14 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 from torch.nn import functional as F
 
 from .coding import Coding
 from .config import Config
-from .errors import bad_value
+from .errors import NonFiniteLossError, bad_value
 from .network import PatchNet
 
 
@@ -46,6 +54,35 @@ class EpochMetrics:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass
+class Position:
+    """Where training stands, at a batch boundary.
+
+    ``epoch`` is the epoch to run next (from 1), ``batch`` how many of its batches are
+    done; ``generator_state`` is the state of that epoch's generator after them (None when
+    ``batch`` is 0) and ``sums`` the epoch's running sums (loss, error energy, correct,
+    samples). ``finished`` is True once :meth:`Trainer.fit` has returned.
+    """
+
+    epoch: int = 1
+    batch: int = 0
+    generator_state: torch.Tensor | None = None
+    sums: dict = field(default_factory=dict)
+    finished: bool = False
+
+
+class TrainingStopped(Exception):
+    """``should_stop()`` answered True; ``position`` says where training stopped."""
+
+    def __init__(self, position: Position) -> None:
+        super().__init__(f"stopped at epoch {position.epoch}, batch {position.batch}")
+        self.position = position
+
+
+def _zero_sums() -> dict:
+    return {"loss": 0.0, "error_energy": 0.0, "correct": 0.0, "seen": 0.0}
 
 
 @dataclass
@@ -122,7 +159,9 @@ class Trainer:
         self.device = torch.device(device)
         self.model.to(self.device)
         self.optimizer = make_optimizer(model, cfg)
+        self._base = [g["lr"] for g in self.optimizer.param_groups]
         self.history: list[EpochMetrics] = []
+        self.position = Position()
 
     def _lr_factor(self, epoch: int) -> float:
         t = self.cfg.training
@@ -131,56 +170,86 @@ class Trainer:
         return 1.0
 
     def train_epoch(self, epoch: int, images: torch.Tensor, labels: torch.Tensor,
-                    on_batch: Callable[[int, int, float], None] | None = None) -> dict:
-        """One pass over ``images`` in shuffled minibatches; returns the epoch's sums."""
+                    on_batch: Callable[[int, int, float], None] | None = None,
+                    should_stop: Callable[[], bool] | None = None) -> dict:
+        """One pass over ``images`` in shuffled minibatches; returns the epoch's sums.
+
+        Starts after the batches that :attr:`position` says are done when it points inside
+        this epoch. Raises :class:`TrainingStopped` when ``should_stop()`` is True after a
+        batch that is not the epoch's last, and NonFiniteLossError on a NaN or infinite loss.
+        """
         t = self.cfg.training
         gen = epoch_generator(t.seed, epoch)
         order = torch.randperm(len(labels), generator=gen)
+        pos = self.position
+        first, sums = 0, _zero_sums()
+        if pos.epoch == epoch and pos.batch > 0:
+            first, sums = pos.batch, dict(pos.sums)
+            gen.set_state(pos.generator_state)
         for group, base in zip(self.optimizer.param_groups, self._base_lrs()):
             group["lr"] = base * self._lr_factor(epoch)
         self.model.train()
-        loss_sum = energy_sum = correct = seen = 0.0
         n_batches = math.ceil(len(labels) / t.batch_size)
-        for i in range(n_batches):
+        for i in range(first, n_batches):
             idx = order[i * t.batch_size:(i + 1) * t.batch_size]
             x = images[idx].to(self.device, non_blocking=True)
             y = labels[idx].to(self.device, non_blocking=True)
             x = random_shift(x, t.shift, gen)
             out = self.model(x)
             loss = self.coding.loss(out.spikes, y)
+            if not torch.isfinite(loss.detach()).all():
+                raise NonFiniteLossError(
+                    f"the loss is {float(loss.detach())} at epoch {epoch}, batch {i + 1} of "
+                    f"{n_batches}: training stopped before this batch changed the weights")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
             loss = loss.detach()
             with torch.no_grad():
                 n = len(y)
-                loss_sum += float(loss) * n
-                energy_sum += float(self.coding.error_energy(out.spikes, y).sum())
-                correct += float((self.coding.decode(out.spikes) == y).sum())
-                seen += n
+                sums["loss"] += float(loss) * n
+                sums["error_energy"] += float(self.coding.error_energy(out.spikes, y).sum())
+                sums["correct"] += float((self.coding.decode(out.spikes) == y).sum())
+                sums["seen"] += n
+            self.position = Position(epoch, i + 1, gen.get_state(), dict(sums))
             if on_batch is not None:
                 on_batch(i + 1, n_batches, float(loss))
-        return {"loss": loss_sum / seen, "error_energy": energy_sum / seen,
-                "accuracy": correct / seen, "samples": seen}
+            if should_stop is not None and i + 1 < n_batches and should_stop():
+                raise TrainingStopped(self.position)
+        seen = sums["seen"]
+        return {"loss": sums["loss"] / seen, "error_energy": sums["error_energy"] / seen,
+                "accuracy": sums["correct"] / seen, "samples": seen}
 
     def _base_lrs(self) -> list[float]:
-        if not hasattr(self, "_base"):
-            self._base = [g["lr"] for g in self.optimizer.param_groups]
+        """The configured learning rates, before the schedule scales them."""
         return self._base
 
     def fit(self, train_images: torch.Tensor, train_labels: torch.Tensor,
             val_images: torch.Tensor | None = None, val_labels: torch.Tensor | None = None,
             on_batch: Callable[[int, int, float], None] | None = None,
             on_epoch: Callable[[EpochMetrics], None] | None = None,
-            start_epoch: int = 1) -> list[EpochMetrics]:
+            start_epoch: int = 1, resume: Position | None = None,
+            should_stop: Callable[[], bool] | None = None) -> list[EpochMetrics]:
         """Train until ``max_epochs``, or until the mean error energy drops below ``min_err``.
 
-        Images are ``(N, H, W)`` float in [0, 1], labels ``(N,)`` int64.
+        Images are ``(N, H, W)`` float in [0, 1], labels ``(N,)`` int64. ``resume``: the
+        :class:`Position` of a checkpoint (with the weights and the optimiser state already
+        restored); training goes on from there. ``should_stop``: asked after every batch
+        and every epoch; True raises :class:`TrainingStopped` with :attr:`position`.
+        ``on_epoch`` is called once :attr:`position` points past the epoch, so a checkpoint
+        written there resumes at the next epoch.
         """
         t = self.cfg.training
+        if resume is not None:
+            self.position = resume
+            start_epoch = resume.epoch
+            if resume.finished:
+                return self.history
+        else:
+            self.position = Position(epoch=start_epoch)
         for epoch in range(start_epoch, t.max_epochs + 1):
             start = time.perf_counter()
-            sums = self.train_epoch(epoch, train_images, train_labels, on_batch)
+            sums = self.train_epoch(epoch, train_images, train_labels, on_batch, should_stop)
             seconds = time.perf_counter() - start
             val = (self.evaluate(val_images, val_labels)
                    if val_labels is not None and len(val_labels) else None)
@@ -191,10 +260,15 @@ class Trainer:
                 val_error_energy=val.mean_error_energy if val else None,
                 samples_per_second=sums["samples"] / seconds, seconds=seconds)
             self.history.append(metrics)
+            done = metrics.error_energy < t.min_err or epoch == t.max_epochs
+            self.position = Position(epoch + 1, 0, None, _zero_sums(), finished=done)
             if on_epoch is not None:
                 on_epoch(metrics)
-            if metrics.error_energy < t.min_err:
+            if done:
                 break
+            if should_stop is not None and should_stop():
+                raise TrainingStopped(self.position)
+        self.position.finished = True
         return self.history
 
     @torch.no_grad()
