@@ -15,7 +15,7 @@ from .. import __version__
 from ..errors import LifnetError
 from .common import Parser
 
-COMMANDS = ["train", "evaluate", "config"]
+COMMANDS = ["train", "evaluate", "config", "plot"]
 
 
 def make_parser() -> Parser:
