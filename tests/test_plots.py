@@ -73,3 +73,21 @@ def test_pick_digits_takes_different_classes():
     labels = torch.tensor([3, 3, 1, 3, 1, 7, 2])
     assert pick_digits(labels, 3) == [0, 2, 5]
     assert pick_digits(labels, 10) == [0, 2, 5, 6]
+
+
+def test_tensorboard_flag_writes_events_or_says_the_package_is_missing(tmp_path):
+    import importlib.util
+
+    run = tmp_path / "run"
+    proc = _lifnet("train", "--tensorboard", "--epochs", "1", "--set", "data.train_limit=60",
+                   "--set", "data.test_limit=20", "--set", "network.steps=4",
+                   "--set", "network.channels=1", "--threads", "1", "--quiet", "--no-plots",
+                   "--out", str(run))
+    if importlib.util.find_spec("tensorboard") is None:
+        assert proc.returncode == 2
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and "the tensorboard package is not installed" in lines[0]
+        assert not run.exists()
+    else:
+        assert proc.returncode == 0, proc.stderr
+        assert list((run / "tensorboard").glob("events.out.tfevents.*"))

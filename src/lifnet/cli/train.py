@@ -160,10 +160,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads < 1:
         raise ConfigError(f"--threads {args.threads}: accepted: >= 1")
+    writer_class = tensorboard_writer_class() if args.tensorboard else None
     setup = _resumed(args) if args.resume else _fresh(args)
     cfg, dataset, run_dir, trainer = setup.cfg, setup.dataset, setup.run_dir, setup.trainer
     model = trainer.model
-    writer_class = tensorboard_writer_class() if args.tensorboard else None
     torch.set_num_threads(args.threads)
 
     images, labels = to_tensors(dataset.train_images, dataset.train_labels)
