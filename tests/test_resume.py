@@ -203,3 +203,13 @@ def test_resume_refuses_configuration_flags_and_missing_folders(tmp_path, capsys
     assert "--epochs" in capsys.readouterr().err
     assert main(["train", "--resume", str(tmp_path)]) == 2
     assert "checkpoint.safetensors: file not found" in capsys.readouterr().err
+
+
+def test_resume_from_a_truncated_checkpoint_exits_2_with_one_line(tmp_path, capsys):
+    t, _, _ = _small_trainer()
+    save_checkpoint(tmp_path / CHECKPOINT_FILE, t, list("0123456789"))
+    raw = (tmp_path / CHECKPOINT_FILE).read_bytes()
+    (tmp_path / CHECKPOINT_FILE).write_bytes(raw[:-100])
+    assert main(["train", "--resume", str(tmp_path), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a whole safetensors file" in err[0], err

@@ -145,6 +145,8 @@ class _StopFlag:
         return self
 
     def _note(self, signum, frame) -> None:
+        if self.signum == signal.SIGINT and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: quit now, keep the last checkpoint
         self.signum = signum
 
     def __exit__(self, *exc) -> None:
@@ -249,7 +251,10 @@ def run(args: argparse.Namespace) -> int:
         if writer is not None:
             writer.close()
     save_checkpoint(ckpt_path, trainer, class_names)
+    # a resumed run counts the epochs it did not run again at their recorded time
     train_seconds = time.perf_counter() - start
+    if setup.resume is not None:
+        train_seconds += sum(m.seconds for m in history if m.epoch < setup.resume.epoch)
     if bar is not None:
         bar.close()
     if not history:
