@@ -226,7 +226,8 @@ def plot_patch_weights(model, max_channels: int = 8):
         ax.set_visible(False)
     more = f" (first {channels} of {enc.channels} channels)" if enc.channels > channels else ""
     fig.suptitle(f"Learned patch weights: {gh} × {gw} patches of {k} × {k} px, stride "
-                 f"{enc.stride} px{more}")
+                 f"{enc.stride} px{more}\neach {k} × {k} tile: one encoding neuron's weights "
+                 "over its patch (red: a bright pixel raises its current, blue: lowers it)")
     fig.colorbar(im, ax=list(axes[:channels]), shrink=0.8,
                  label=f"weight (× gain {enc.gain:g} nA per unit pixel)")
     return fig
