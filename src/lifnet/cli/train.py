@@ -35,6 +35,7 @@ from ..checkpoint import (
     save_model,
     write_metrics,
 )
+from .. import distributed
 from ..config import Config
 from ..errors import CheckpointError, ConfigError, NonFiniteLossError
 from ..training import EpochMetrics, Trainer, TrainingStopped, build, split_validation
@@ -54,9 +55,37 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="also write TensorBoard event files to RUN_DIR/tensorboard (needs the "
                    "tensorboard package)")
     p.add_argument("--no-plots", action="store_true", help="do not draw RUN_DIR/plots")
-    p.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
+    p.add_argument("--threads", type=int, default=2,
+                   help="CPU threads of each process (default 2)")
+    p.add_argument("--device", default="auto",
+                   help="auto (CUDA when present), cpu, cuda or cuda:N (default auto)")
+    p.add_argument("--nproc", type=int, default=None, metavar="N",
+                   help="train with N processes: starts torchrun --nproc-per-node N")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="bf16: synapses in bfloat16 autocast, membranes in float32")
     p.add_argument("--quiet", action="store_true", help="print only the final line")
     return p
+
+
+def launch(args: argparse.Namespace, argv: list[str]) -> int:
+    """``lifnet train --nproc N ...``: the same command under torchrun with N processes."""
+    import os
+    import subprocess
+
+    if args.nproc < 1:
+        raise ConfigError(f"--nproc {args.nproc}: accepted: >= 1")
+    rest, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            rest.append(a)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           f"--nproc-per-node={args.nproc}", "-m", "lifnet", *rest]
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    return subprocess.run(cmd, env=env).returncode
 
 
 def new_run_dir(out: str | None, preset: str) -> Path:
@@ -94,21 +123,22 @@ class _Setup:
     resume: Any  # Position or None
 
 
-def _fresh(args: argparse.Namespace) -> _Setup:
+def _fresh(args: argparse.Namespace, ctx: distributed.Context) -> _Setup:
     from ..data import load_dataset
 
     cfg = config_from_args(args)
     dataset = load_dataset(cfg.data.dataset, cfg.data.data_dir).limit(
         cfg.data.train_limit, cfg.data.test_limit)
     model, coding = build(cfg, dataset.image_size)
-    run_dir = new_run_dir(args.out, cfg.preset)
-    return _Setup(cfg, dataset, run_dir, Trainer(cfg, model, coding), None)
+    run_dir = new_run_dir(args.out if ctx.is_main else None, cfg.preset)
+    trainer = Trainer(cfg, model, coding, ctx=ctx, precision=args.precision)
+    return _Setup(cfg, dataset, run_dir, trainer, None)
 
 
 _CONFIG_FLAGS = ("config", "preset", "dataset", "set", "epochs", "seed", "out")
 
 
-def _resumed(args: argparse.Namespace) -> _Setup:
+def _resumed(args: argparse.Namespace, ctx: distributed.Context) -> _Setup:
     from ..data import load_dataset
 
     given = [f"--{name}" for name in _CONFIG_FLAGS if getattr(args, name) is not None]
@@ -127,7 +157,7 @@ def _resumed(args: argparse.Namespace) -> _Setup:
         raise CheckpointError(f"{run_dir / CHECKPOINT_FILE}: images of {ckpt.image_size} px "
                               f"but {dataset.name} has {dataset.image_size}")
     model, coding = build(cfg, dataset.image_size)
-    trainer = Trainer(cfg, model, coding)
+    trainer = Trainer(cfg, model, coding, ctx=ctx, precision=args.precision)
     restore_checkpoint(trainer, ckpt)
     return _Setup(cfg, dataset, run_dir, trainer, ckpt.position)
 
@@ -158,15 +188,29 @@ class _StopFlag:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data import to_tensors
+    import os
 
     if args.threads < 1:
         raise ConfigError(f"--threads {args.threads}: accepted: >= 1")
-    writer_class = tensorboard_writer_class() if args.tensorboard else None
-    setup = _resumed(args) if args.resume else _fresh(args)
+    if args.nproc is not None and "WORLD_SIZE" not in os.environ:
+        return launch(args, sys.argv[1:])
+    ctx = distributed.setup(args.device)
+    try:
+        return _run(args, ctx)
+    finally:
+        distributed.teardown()
+
+
+def _run(args: argparse.Namespace, ctx: distributed.Context) -> int:
+    from ..data import to_tensors
+
+    writer_class = tensorboard_writer_class() if args.tensorboard and ctx.is_main else None
+    setup = _resumed(args, ctx) if args.resume else _fresh(args, ctx)
     cfg, dataset, run_dir, trainer = setup.cfg, setup.dataset, setup.run_dir, setup.trainer
     model = trainer.model
     torch.set_num_threads(args.threads)
+    # only the first process writes files and talks
+    args.quiet = args.quiet or not ctx.is_main
 
     images, labels = to_tensors(dataset.train_images, dataset.train_labels)
     test_x, test_y = to_tensors(dataset.test_images, dataset.test_labels)
@@ -175,7 +219,9 @@ def run(args: argparse.Namespace) -> int:
     ckpt_path = run_dir / CHECKPOINT_FILE
 
     # everything is checked: from here on the run folder exists
-    if setup.resume is None:
+    if not ctx.is_main:
+        records = []
+    elif setup.resume is None:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write(run_dir / CONFIG_FILE, cfg.to_toml())
         write_metrics(run_dir, [])
@@ -211,6 +257,8 @@ def run(args: argparse.Namespace) -> int:
             bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
 
     def on_epoch(m: EpochMetrics) -> None:
+        if not ctx.is_main:
+            return
         records.append(m.to_dict())
         write_metrics(run_dir, records)
         save_model(run_dir / MODEL_FILE, model, cfg, class_names, m.epoch)
@@ -234,15 +282,18 @@ def run(args: argparse.Namespace) -> int:
                                   on_batch=on_batch, on_epoch=on_epoch,
                                   resume=setup.resume, should_stop=stop)
     except TrainingStopped as e:
-        save_checkpoint(ckpt_path, trainer, class_names)
+        if ctx.is_main:
+            save_checkpoint(ckpt_path, trainer, class_names)
         if bar is not None:
             bar.close()
-        name = signal.Signals(stop.signum).name
+        # under DDP a process may stop because another one was signalled
+        signum = stop.signum if stop.signum is not None else int(signal.SIGTERM)
         pos = e.position
-        print(f"lifnet: stopped by {name} at epoch {pos.epoch}, batch {pos.batch} of "
-              f"{per_epoch}; checkpoint saved; resume with: lifnet train --resume {run_dir}",
-              file=sys.stderr, flush=True)
-        return 128 + stop.signum
+        if ctx.is_main:
+            print(f"lifnet: stopped by {signal.Signals(signum).name} at epoch {pos.epoch}, "
+                  f"batch {pos.batch} of {per_epoch}; checkpoint saved; resume with: lifnet "
+                  f"train --resume {run_dir}", file=sys.stderr, flush=True)
+        return 128 + signum
     except NonFiniteLossError as e:
         if bar is not None:
             bar.close()
@@ -250,7 +301,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if writer is not None:
             writer.close()
-    save_checkpoint(ckpt_path, trainer, class_names)
+    if ctx.is_main:
+        save_checkpoint(ckpt_path, trainer, class_names)
     # a resumed run counts the epochs it did not run again at their recorded time
     train_seconds = time.perf_counter() - start
     if setup.resume is not None:
@@ -278,6 +330,11 @@ def run(args: argparse.Namespace) -> int:
         "confusion": ev.confusion,
         "lifnet": __version__,
     }
+    if not ctx.is_main:
+        return 0
+    result["processes"] = ctx.world_size
+    result["device"] = str(ctx.device)
+    result["precision"] = args.precision
     atomic_write(run_dir / RESULT_FILE, json.dumps(result, indent=2) + "\n")
     if not args.no_plots:
         from ..plots import write_plots
