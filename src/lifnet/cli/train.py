@@ -85,7 +85,7 @@ def launch(args: argparse.Namespace, argv: list[str]) -> int:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
            f"--nproc-per-node={args.nproc}", "-m", "lifnet", *rest]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-    return subprocess.run(cmd, env=env).returncode
+    return subprocess.run(cmd, env=env, check=False).returncode
 
 
 def new_run_dir(out: str | None, preset: str) -> Path:
