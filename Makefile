@@ -11,6 +11,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	# torch first, pinned, so nothing pulls a CUDA build
 	$(PIP) install -q -c constraints.txt torch
 	$(PIP) install -q -c constraints.txt -e '.[test]'
+	# norse declares torchvision (which drags in a CUDA torch): without its dependencies,
+	# then the ones it really uses
+	$(PIP) install -q -c constraints.txt --no-deps norse
+	$(PIP) install -q -c constraints.txt nir nirtorch h5py
 	touch $@
 
 setup: $(VENV)/.installed

@@ -195,6 +195,9 @@ class Config:
             for f in fields(cls):
                 value = getattr(section, f.name)
                 unit, help = f.metadata["unit"], f.metadata["help"]
+                choices = f.metadata.get("choices")
+                if choices:
+                    help = f"{help}: {' or '.join(map(str, choices))}"
                 note = f"  # {help}" + (f" [{unit}]" if unit else "") if comments else ""
                 if value is None:
                     lines.append(f"# {f.name} ={note}  (unset: default)")

@@ -24,6 +24,10 @@ class CheckpointError(LifnetError):
     """A checkpoint or run folder is missing, truncated or does not match the network."""
 
 
+class NonFiniteLossError(LifnetError):
+    """Training met a loss that is NaN or infinite (the message names epoch and batch)."""
+
+
 def bad_value(name: str, value: object, accepted: str, owner: str | None = None) -> ConfigError:
     """Build the one-line error used for every out-of-range value.
 

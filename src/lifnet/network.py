@@ -91,13 +91,14 @@ class PatchNet(nn.Module):
 
     def forward(self, images: torch.Tensor, record_v: bool = False) -> NetOutput:
         """``(B, H, W)`` images in [0, 1] to output spikes ``(T, B, K)`` and the rest."""
-        current = self.encoding(images)                                  # (B, N_enc) nA
+        # synapses may run in bf16 under autocast; membranes always integrate in float32
+        current = self.encoding(images).float()                          # (B, N_enc) nA
         enc, _ = self.encoding_lif(current, steps=self.steps)           # (T, B, N_enc)
         x, hidden = enc, []
         for synapse in self.hidden:
-            x, _ = self.hidden_lif(synapse(x))                           # (T, B, N_h)
+            x, _ = self.hidden_lif(synapse(x).float())                   # (T, B, N_h)
             hidden.append(x)
-        current = self.output(x)           # (T, B, K), or (B, K) when integrated
+        current = self.output(x).float()   # (T, B, K), or (B, K) when integrated
         constant = current.dim() == 2
         out, v = self.output_lif(current, steps=self.steps if constant else None,
                                  record_v=record_v)
