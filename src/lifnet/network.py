@@ -29,6 +29,11 @@ from .layers import (
 )
 
 
+def _full(current: torch.Tensor) -> torch.Tensor:
+    """Currents from bf16/fp16 autocast back to float32 (float64 stays float64)."""
+    return current.float() if current.dtype in (torch.bfloat16, torch.float16) else current
+
+
 class NetOutput(NamedTuple):
     """What one forward pass gives. Spike trains are ``(T, B, N)``.
 
@@ -92,13 +97,13 @@ class PatchNet(nn.Module):
     def forward(self, images: torch.Tensor, record_v: bool = False) -> NetOutput:
         """``(B, H, W)`` images in [0, 1] to output spikes ``(T, B, K)`` and the rest."""
         # synapses may run in bf16 under autocast; membranes always integrate in float32
-        current = self.encoding(images).float()                          # (B, N_enc) nA
+        current = _full(self.encoding(images))                          # (B, N_enc) nA
         enc, _ = self.encoding_lif(current, steps=self.steps)           # (T, B, N_enc)
         x, hidden = enc, []
         for synapse in self.hidden:
-            x, _ = self.hidden_lif(synapse(x).float())                   # (T, B, N_h)
+            x, _ = self.hidden_lif(_full(synapse(x)))                   # (T, B, N_h)
             hidden.append(x)
-        current = self.output(x).float()   # (T, B, K), or (B, K) when integrated
+        current = _full(self.output(x))   # (T, B, K), or (B, K) when integrated
         constant = current.dim() == 2
         out, v = self.output_lif(current, steps=self.steps if constant else None,
                                  record_v=record_v)
