@@ -130,6 +130,11 @@ class DataConfig:
                                    default=None, ge=1)
     test_limit: int | None = _key("samples", "use only the first N test samples",
                                   default=None, ge=1)
+    image_size: int = _key("px", "side of the square images of a folder: data set (user "
+                           "images are resized to it)", default=28, ge=4, le=1024)
+    mirrors: str = _key("", "download mirrors of mnist and fashion-mnist, URLs with commas "
+                        "between ({dataset} is replaced by the set's name); default "
+                        "$LIFNET_MIRRORS", default="")
 
 
 SECTIONS = {"neuron": NeuronConfig, "network": NetworkConfig, "coding": CodingConfig,

@@ -15,7 +15,7 @@ from .. import __version__
 from ..errors import LifnetError
 from .common import Parser
 
-COMMANDS = ["train", "evaluate"]
+COMMANDS = ["train", "evaluate", "predict"]
 
 
 def make_parser() -> Parser:
