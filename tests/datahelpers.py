@@ -64,7 +64,9 @@ def run_cli(capsys, *args) -> tuple[int, str, str]:
 
 
 def assert_one_line_error(code: int, err: str, *words: str) -> None:
-    lines = [line for line in err.splitlines() if line.strip()]
+    # what a terminal shows: each line as left after its last carriage return
+    shown = [line.rsplit("\r", 1)[-1] for line in err.split("\n")]
+    lines = [line for line in shown if line.strip()]
     assert code == 2, err
     assert len(lines) == 1, err
     assert lines[0].startswith("lifnet: error: "), err

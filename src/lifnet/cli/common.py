@@ -39,28 +39,42 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help="training.seed")
 
 
-def download_bar(quiet: bool):
-    """A progress callback for downloads that draws one bar per file (None when quiet)."""
-    if quiet:
-        return None
-    import sys
+class DownloadBars:
+    """A download progress callback that draws one bar per file on standard error;
+    :meth:`close` clears any bar left when a download stopped halfway."""
 
-    from tqdm import tqdm
+    def __init__(self) -> None:
+        self.bars: dict = {}
 
-    bars: dict = {}
+    def __call__(self, name: str, done: int, total: int | None) -> None:
+        import sys
 
-    def progress(name: str, done: int, total: int | None) -> None:
-        bar = bars.get(name)
+        from tqdm import tqdm
+
+        bar = self.bars.get(name)
         if bar is None or done == 0:
             if bar is not None:
                 bar.close()
-            bar = bars[name] = tqdm(total=total, unit="B", unit_scale=True, desc=name,
-                                    file=sys.stderr, dynamic_ncols=True, leave=False)
+            bar = self.bars[name] = tqdm(total=total, unit="B", unit_scale=True, desc=name,
+                                         file=sys.stderr, dynamic_ncols=True, leave=False)
         bar.update(done - bar.n)
-        if total is not None and done >= total:
-            bar.close()
 
-    return progress
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+        self.bars.clear()
+
+
+def load_data(data, quiet: bool = False):
+    """The configured data set, with download bars unless ``quiet``."""
+    from ..data import load_configured
+
+    bars = None if quiet else DownloadBars()
+    try:
+        return load_configured(data, bars)
+    finally:
+        if bars is not None:
+            bars.close()
 
 
 def read_toml(path: str | Path) -> dict:

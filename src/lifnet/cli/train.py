@@ -23,7 +23,7 @@ from ..checkpoint import (
 )
 from ..errors import ConfigError
 from ..training import EpochMetrics, Trainer, build, split_validation
-from .common import add_config_flags, config_from_args, download_bar, say
+from .common import add_config_flags, config_from_args, load_data, say
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -54,13 +54,13 @@ def new_run_dir(out: str | None, preset: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data import load_configured, to_tensors
+    from ..data import to_tensors
 
     cfg = config_from_args(args)
     if args.threads < 1:
         raise ConfigError(f"--threads {args.threads}: accepted: >= 1")
     torch.set_num_threads(args.threads)
-    dataset = load_configured(cfg.data, download_bar(args.quiet)).limit(
+    dataset = load_data(cfg.data, args.quiet).limit(
         cfg.data.train_limit, cfg.data.test_limit)
     if len(dataset.class_names) != cfg.network.num_classes:
         # the data set decides how many output neurons there are
