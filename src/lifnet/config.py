@@ -316,7 +316,11 @@ def _coerce(dotted: str, value: Any, f) -> Any:
     if value is None and optional:
         return None
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:
+            raise bad_value(dotted, value if abs(value) < 10 ** 30 else "a number of "
+                            f"{len(str(abs(value)))} digits", "a finite number")
     if kind is list:
         if not isinstance(value, list):
             raise bad_value(dotted, value, "a list of integers, e.g. [128] or 128,64")
