@@ -10,16 +10,19 @@ size and mode to a uint8 ``(H, W)`` array like an MNIST digit, light ink on blac
    range. Transparent parts (RGBA, LA, palette with transparency) are laid on white when the
    opaque part is dark on average and on black when it is light, so drawn strokes stay
    visible either way.
-2. Background. The background level is the median of a border ring (5 % of the smaller
-   side, at least one pixel). If it is light (above 127.5 of 255) the image is inverted, so
-   a dark digit on paper becomes a light digit on black.
-3. Shape. The image is padded with its background level to the target's aspect ratio
-   (centred), then resized to ``H x W`` with Lanczos filtering (antialiased).
-4. Scale. The background level maps to 0 and the brightest pixel to 255 (values outside
-   are clipped); an image with no contrast comes out all 0.
+2. Background. The background is taken from a border ring (5 % of the smaller side, at
+   least one pixel): its median says whether it is light (above 127.5 of 255), in which
+   case the image is inverted, so a dark digit on paper becomes a light digit on black;
+   and a plane ``a + b x + c y`` fitted to the ring (least squares, refitted once without
+   the pixels far from the first fit, such as strokes that touch the edge) is subtracted,
+   which takes away uneven lighting across a photo.
+3. Shape. The image is padded with background (0) to the target's aspect ratio (centred),
+   then resized to ``H x W`` with Lanczos filtering (antialiased).
+4. Scale. The brightest pixel maps to 255, the background to 0 (values below are clipped);
+   an image with no contrast comes out all 0.
 
-A 28 x 28 MNIST digit passes through unchanged (its border is black and its brightest
-pixel 255).
+A 28 x 28 MNIST digit passes through unchanged (its border is black), but for step 4
+(most have a brightest pixel of 255 already, some 254).
 
 Huge images. A file whose header announces more than :data:`MAX_PIXELS` pixels (50
 megapixels, e.g. 20,000 x 20,000 is 400) is refused with a :class:`DataError` naming the
@@ -137,13 +140,34 @@ def to_grey(img) -> np.ndarray:
     return grey
 
 
+def _ring_mask(h: int, w: int) -> np.ndarray:
+    r = max(1, round(0.05 * min(h, w)))
+    mask = np.zeros((h, w), dtype=bool)
+    mask[:r], mask[-r:], mask[:, :r], mask[:, -r:] = True, True, True, True
+    return mask
+
+
 def background_level(grey: np.ndarray) -> float:
     """Median of the border ring (5 % of the smaller side, at least one pixel)."""
+    return float(np.median(grey[_ring_mask(*grey.shape)]))
+
+
+def background_plane(grey: np.ndarray) -> np.ndarray:
+    """The plane ``a + b x + c y`` that fits the border ring best, float32 ``(H, W)``."""
     h, w = grey.shape
-    r = max(1, round(0.05 * min(h, w)))
-    ring = np.concatenate([grey[:r].ravel(), grey[-r:].ravel(),
-                           grey[r:-r, :r].ravel(), grey[r:-r, -r:].ravel()])
-    return float(np.median(ring))
+    ys, xs = np.nonzero(_ring_mask(h, w))
+    vals = grey[ys, xs].astype(np.float64)
+    design = np.stack([np.ones_like(xs, dtype=np.float64), xs / max(1, w - 1),
+                       ys / max(1, h - 1)], 1)
+    coef = np.linalg.lstsq(design, vals, rcond=None)[0]
+    resid = vals - design @ coef
+    mad = float(np.median(np.abs(resid - np.median(resid))))
+    keep = np.abs(resid) <= max(3.0 * 1.4826 * mad, 2.0)
+    if keep.sum() >= 3 and not keep.all():
+        coef = np.linalg.lstsq(design[keep], vals[keep], rcond=None)[0]
+    x = np.arange(w, dtype=np.float64) / max(1, w - 1)
+    y = np.arange(h, dtype=np.float64) / max(1, h - 1)
+    return (coef[0] + coef[1] * x[None, :] + coef[2] * y[:, None]).astype(np.float32)
 
 
 def prepare(img, size: tuple[int, int] = (28, 28)) -> np.ndarray:
@@ -151,26 +175,26 @@ def prepare(img, size: tuple[int, int] = (28, 28)) -> np.ndarray:
     Image, _ = _pil()
     out_h, out_w = size
     grey = to_grey(img)
-    bg = background_level(grey)
-    if bg > 127.5:
-        grey, bg = 255.0 - grey, 255.0 - bg
+    if background_level(grey) > 127.5:
+        grey = 255.0 - grey
+    grey = grey - background_plane(grey)
     h, w = grey.shape
-    # pad to the target's aspect ratio, centred, with the background level
+    # pad to the target's aspect ratio, centred, with background
     if w * out_h > h * out_w:
         new_h = round(w * out_h / out_w)
         top = (new_h - h) // 2
-        grey = np.pad(grey, ((top, new_h - h - top), (0, 0)), constant_values=bg)
+        grey = np.pad(grey, ((top, new_h - h - top), (0, 0)))
     elif w * out_h < h * out_w:
         new_w = round(h * out_w / out_h)
         left = (new_w - w) // 2
-        grey = np.pad(grey, ((0, 0), (left, new_w - w - left)), constant_values=bg)
+        grey = np.pad(grey, ((0, 0), (left, new_w - w - left)))
     if grey.shape != (out_h, out_w):
         grey = np.asarray(Image.fromarray(np.ascontiguousarray(grey, dtype=np.float32))
                           .resize((out_w, out_h), Image.Resampling.LANCZOS))
     hi = float(grey.max())
-    if hi - bg < 1.0:
+    if hi < 1.0:
         return np.zeros((out_h, out_w), dtype=np.uint8)
-    scaled = np.clip((grey - bg) * (255.0 / (hi - bg)), 0.0, 255.0)
+    scaled = np.clip(grey * (255.0 / hi), 0.0, 255.0)
     return np.rint(scaled).astype(np.uint8)
 
 
