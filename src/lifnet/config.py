@@ -130,6 +130,11 @@ class DataConfig:
                                    default=None, ge=1)
     test_limit: int | None = _key("samples", "use only the first N test samples",
                                   default=None, ge=1)
+    image_size: int = _key("px", "side of the square images of a folder: data set (user "
+                           "images are resized to it)", default=28, ge=4, le=1024)
+    mirrors: str = _key("", "download mirrors of mnist and fashion-mnist, URLs with commas "
+                        "between ({dataset} is replaced by the set's name); default "
+                        "$LIFNET_MIRRORS", default="")
 
 
 SECTIONS = {"neuron": NeuronConfig, "network": NetworkConfig, "coding": CodingConfig,
@@ -314,7 +319,11 @@ def _coerce(dotted: str, value: Any, f) -> Any:
     if value is None and optional:
         return None
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:
+            raise bad_value(dotted, value if abs(value) < 10 ** 30 else "a number of "
+                            f"{len(str(abs(value)))} digits", "a finite number")
     if kind is list:
         if not isinstance(value, list):
             raise bad_value(dotted, value, "a list of integers, e.g. [128] or 128,64")

@@ -15,7 +15,7 @@ from .. import __version__
 from ..errors import LifnetError
 from .common import Parser
 
-COMMANDS = ["train", "evaluate", "simulate", "config", "plot", "export"]
+COMMANDS = ["train", "evaluate", "predict", "simulate", "config", "plot", "export"]
 
 
 def make_parser() -> Parser:

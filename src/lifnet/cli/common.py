@@ -29,11 +29,52 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE", help="TOML configuration file")
     p.add_argument("--preset", choices=sorted(PRESETS),
                    help="starting configuration (default: default)")
-    p.add_argument("--dataset", help="data set: mnist-5k (default) or fashion-mnist")
+    p.add_argument("--dataset", help="data set: mnist-5k (default), mnist, fashion-mnist or "
+                   "folder:PATH (one subfolder of images per class)")
+    p.add_argument("--data-dir", metavar="DIR", help="data.data_dir: the folder (or .npz "
+                   "file) holding the mnist or fashion-mnist files")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="change one setting, e.g. --set neuron.v_th=-52 (repeatable)")
     p.add_argument("--epochs", type=int, help="training.max_epochs")
     p.add_argument("--seed", type=int, help="training.seed")
+
+
+class DownloadBars:
+    """A download progress callback that draws one bar per file on standard error;
+    :meth:`close` clears any bar left when a download stopped halfway."""
+
+    def __init__(self) -> None:
+        self.bars: dict = {}
+
+    def __call__(self, name: str, done: int, total: int | None) -> None:
+        import sys
+
+        from tqdm import tqdm
+
+        bar = self.bars.get(name)
+        if bar is None or done == 0:
+            if bar is not None:
+                bar.close()
+            bar = self.bars[name] = tqdm(total=total, unit="B", unit_scale=True, desc=name,
+                                         file=sys.stderr, dynamic_ncols=True, leave=False)
+        bar.update(done - bar.n)
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+        self.bars.clear()
+
+
+def load_data(data, quiet: bool = False):
+    """The configured data set, with download bars unless ``quiet``."""
+    from ..data import load_configured
+
+    bars = None if quiet else DownloadBars()
+    try:
+        return load_configured(data, bars)
+    finally:
+        if bars is not None:
+            bars.close()
 
 
 def read_toml(path: str | Path) -> dict:
@@ -56,6 +97,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
     flags = {}
     if args.dataset is not None:
         flags["data.dataset"] = args.dataset
+    if getattr(args, "data_dir", None) is not None:
+        flags["data.data_dir"] = args.data_dir
     if args.epochs is not None:
         flags["training.max_epochs"] = args.epochs
     if args.seed is not None:

@@ -10,7 +10,7 @@ import torch
 from ..checkpoint import load_model
 from ..coding import Coding
 from ..training import evaluate
-from .common import say
+from .common import load_data, say
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -33,11 +33,11 @@ def confusion_table(confusion: list[list[int]], names: list[str]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data import load_dataset, to_tensors
+    from ..data import to_tensors
 
     torch.set_num_threads(max(1, args.threads))
     model, cfg, info = load_model(args.run_dir)
-    dataset = load_dataset(cfg.data.dataset, cfg.data.data_dir).limit(None, cfg.data.test_limit)
+    dataset = load_data(cfg.data, args.json).limit(None, cfg.data.test_limit)
     x, y = to_tensors(dataset.test_images, dataset.test_labels)
     coding = Coding(cfg.coding, cfg.network.steps, cfg.network.num_classes)
     ev = evaluate(model, coding, x, y)

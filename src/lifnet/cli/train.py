@@ -39,7 +39,7 @@ from .. import distributed
 from ..config import Config
 from ..errors import CheckpointError, ConfigError, NonFiniteLossError
 from ..training import EpochMetrics, Trainer, TrainingStopped, build, split_validation
-from .common import add_config_flags, config_from_args, say
+from .common import add_config_flags, config_from_args, load_data, say
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -124,11 +124,16 @@ class _Setup:
 
 
 def _fresh(args: argparse.Namespace, ctx: distributed.Context) -> _Setup:
-    from ..data import load_dataset
-
     cfg = config_from_args(args)
-    dataset = load_dataset(cfg.data.dataset, cfg.data.data_dir).limit(
+    dataset = load_data(cfg.data, args.quiet or not ctx.is_main).limit(
         cfg.data.train_limit, cfg.data.test_limit)
+    if len(dataset.class_names) != cfg.network.num_classes:
+        # the data set decides how many output neurons there are
+        say(args.quiet or not ctx.is_main, f"network.num_classes = "
+            f"{len(dataset.class_names)}: the classes of {dataset.name} "
+            f"({', '.join(dataset.class_names)})")
+        cfg = cfg.with_updates({"network.num_classes": len(dataset.class_names)},
+                               source=dataset.name).validate()
     model, coding = build(cfg, dataset.image_size)
     run_dir = new_run_dir(args.out if ctx.is_main else None, cfg.preset)
     trainer = Trainer(cfg, model, coding, ctx=ctx, precision=args.precision)
@@ -139,8 +144,6 @@ _CONFIG_FLAGS = ("config", "preset", "dataset", "set", "epochs", "seed", "out")
 
 
 def _resumed(args: argparse.Namespace, ctx: distributed.Context) -> _Setup:
-    from ..data import load_dataset
-
     given = [f"--{name}" for name in _CONFIG_FLAGS if getattr(args, name) is not None]
     if given:
         raise ConfigError(f"--resume with {', '.join(given)}: a resumed run keeps the "
@@ -151,7 +154,7 @@ def _resumed(args: argparse.Namespace, ctx: distributed.Context) -> _Setup:
         raise CheckpointError(f"--resume {args.resume}: not a run folder (no such directory)")
     ckpt = load_checkpoint(run_dir / CHECKPOINT_FILE)
     cfg = ckpt.config
-    dataset = load_dataset(cfg.data.dataset, cfg.data.data_dir).limit(
+    dataset = load_data(cfg.data, args.quiet or not ctx.is_main).limit(
         cfg.data.train_limit, cfg.data.test_limit)
     if tuple(dataset.image_size) != tuple(ckpt.image_size):
         raise CheckpointError(f"{run_dir / CHECKPOINT_FILE}: images of {ckpt.image_size} px "
