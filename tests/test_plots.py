@@ -53,7 +53,7 @@ def test_train_writes_plots_metrics_and_checkpoint_and_plot_redraws_them(tmp_pat
 
 def test_window_coding_plots_with_targets_and_one_channel(tmp_path):
     cfg = preset_config("notebook").with_updates({
-        "network.steps": 20, "network.channels": 1}).validate()
+        "network.steps": 20, "network.channels": 1, "coding.target_spikes": 1}).validate()
     model, coding = build(cfg, (28, 28))
     assert isinstance(coding, Coding)
     images = torch.rand(40, 28, 28)

@@ -114,7 +114,8 @@ def test_plot_writes_the_raster_png(trained, digits, tmp_path, capsys):
 
 def _window_run(tmp_path, class_names):
     cfg = preset_config("notebook").with_updates({
-        "network.steps": 12, "network.channels": 2, "network.num_classes": len(class_names),
+        "network.steps": 12, "network.channels": 2, "coding.target_spikes": 1,
+        "network.num_classes": len(class_names),
         "network.output_synapse": "dense"}).validate()
     model, _ = build(cfg, (28, 28))
     run = tmp_path / "window-run"

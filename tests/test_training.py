@@ -13,7 +13,7 @@ def _small(preset="default", **training):
         "training.max_epochs": 1, "training.batch_size": 50,
         **{f"training.{k}": v for k, v in training.items()}})
     if preset == "notebook":
-        cfg = cfg.with_updates({"network.steps": 20})
+        cfg = cfg.with_updates({"network.steps": 20, "coding.target_spikes": 1})
     ds = load_dataset("mnist-5k").limit(200, 100)
     x, y = to_tensors(ds.train_images, ds.train_labels)
     return cfg.validate(), x, y
@@ -51,7 +51,7 @@ def test_min_err_stops_early():
 
 
 def test_one_learning_rate_per_layer():
-    cfg, _, _ = _small("notebook", encoding_lr=0.5, output_lr=0.25)
+    cfg, _, _ = _small("notebook", optimizer="sgd", encoding_lr=0.5, output_lr=0.25)
     model, _ = build(cfg, (28, 28))
     opt = make_optimizer(model, cfg)
     rates = {g["name"]: g["lr"] for g in opt.param_groups}
