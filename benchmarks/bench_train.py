@@ -18,6 +18,7 @@ subprocess holds only that one network.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import resource
@@ -31,6 +32,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import nets
+
+print = functools.partial(print, flush=True)  # progress as it comes
 
 CONTENDERS = ("lifnet", "lifnet-ref", "snntorch", "norse")
 
@@ -82,26 +85,27 @@ def run(steps: int, args) -> dict:
     names = [n for n in CONTENDERS if n in args.contenders]
     models = {n: nets.build(n, steps, args.channels) for n in names}
     opts = {n: nets.make_optimizer(m) for n, m in models.items()}
-    print(f"\n== {steps} steps, batch {args.batch}, {args.threads} threads, "
+    print(f"\n== {steps} steps, batch {args.batch}, {args.threads} threads, {args.clock} clock, "
           f"{models['lifnet'].encoding.out_features} encoding neurons ==")
     check_same_spikes(models, x)
     for n in names:                                   # warm-up
         nets.train_step(models[n], opts[n], x, y)
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     train = {n: [] for n in names}
     infer = {n: [] for n in names}
     for r in range(args.rounds):
         order = names[r % len(names):] + names[:r % len(names)]
         for n in order:
             m, o = models[n], opts[n]
-            t = time.perf_counter()
+            t = clock()
             for _ in range(args.reps):
                 nets.train_step(m, o, x, y)
-            train[n].append(args.reps * args.batch / (time.perf_counter() - t))
+            train[n].append(args.reps * args.batch / (clock() - t))
             with torch.no_grad():
-                t = time.perf_counter()
+                t = clock()
                 for _ in range(args.reps):
                     m(x)
-                infer[n].append(args.reps * args.batch / (time.perf_counter() - t))
+                infer[n].append(args.reps * args.batch / (clock() - t))
     result = {"steps": steps, "train": train, "infer": infer}
     for kind, table in (("training", train), ("inference", infer)):
         print(f"  {kind} samples/s: median (min-max over {args.rounds} rounds)")
@@ -138,6 +142,9 @@ def main() -> None:
     ap.add_argument("--channels", type=int, default=1, help="encoding neurons per patch")
     ap.add_argument("--contenders", nargs="+", default=list(CONTENDERS))
     ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="wall: elapsed time; cpu: this process's CPU time, which other "
+                    "processes on a busy machine disturb less (use with --threads 1)")
     ap.add_argument("--json", help="also write the figures to this file")
     ap.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -145,7 +152,8 @@ def main() -> None:
         print(json.dumps(memory_child(args.memory_child, args.steps[0], args.channels,
                                       args.batch, args.threads)))
         return
-    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, threads {args.threads}")
+    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, threads {args.threads}, "
+          f"load average {os.getloadavg()[0]:.1f}")
     results = [run(s, args) for s in args.steps]
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
