@@ -4,8 +4,8 @@
                                      [--contenders lifnet snntorch]
 
 For each contender and number of steps, in a fresh subprocess: the peak training memory
-(rise of ``ru_maxrss`` over the process with the network and data loaded, as in
-``bench_train.py``) and the time of ``--batches`` training steps of batch 128, scaled to one
+(as in ``bench_train.py``: the rise of the peak resident set during the training steps over
+the resident set with network, Adam state and batch loaded) and the time of ``--batches`` training steps of batch 128, scaled to one
 epoch of mnist-5k's 4,500 training images (36 batches; the time is measured on the first
 batches, not on a whole epoch, to keep the run short). Then the slope of memory against
 steps (least squares), MiB per step, and lifnet's slope as a fraction of each other's.
@@ -38,14 +38,15 @@ def child(name: str, steps: int, batches: int, threads: int, channels: int) -> d
     x, y = nets.batch(128)
     net = nets.build(name, steps, channels, pretrain=0)
     opt = nets.make_optimizer(net)
-    before = bench_train.peak_rss_mib()
     nets.train_step(net, opt, x, y)
+    opt.zero_grad(set_to_none=True)
+    before = bench_train.start_peak()
     t = time.perf_counter()
     for _ in range(batches):
         nets.train_step(net, opt, x, y)
     per_batch = (time.perf_counter() - t) / batches
     return {"name": name, "steps": steps,
-            "memory_mib": bench_train.peak_rss_mib() - before,
+            "memory_mib": bench_train.peak_mib() - before,
             "epoch_s": per_batch * math.ceil(EPOCH_SAMPLES / 128)}
 
 
