@@ -7,8 +7,9 @@ For each contender and number of steps, in a fresh subprocess: the peak training
 (as in ``bench_train.py``: the rise of the peak resident set during the training steps over
 the resident set with network, Adam state and batch loaded) and the time of ``--batches``
 training steps of batch 128, scaled to one epoch of mnist-5k's 4,500 training images (36
-batches; the time is measured on a few batches, not a whole epoch, to keep the run short). Then the slope of memory against
-steps (least squares), MiB per step, and lifnet's slope as a fraction of each other's.
+batches; the time is measured on a few batches, not a whole epoch, to keep the run short).
+Then the slope of memory against steps (least squares), MiB per step, and lifnet's slope as
+a fraction of each other's.
 """
 
 from __future__ import annotations
