@@ -181,3 +181,21 @@ def test_config_switch_turns_the_fast_paths_off():
     assert "fast = false" in off.to_toml()
     with pytest.raises(lifnet.ConfigError, match=r"network\.fast"):
         cfg.with_updates({"network.fast": "maybe"})
+
+
+@pytest.mark.parametrize("surrogate, width", [("fast_sigmoid", 2.5), ("sigmoid", 1.0),
+                                              ("arctan", 0.5), ("triangle", 3.0),
+                                              ("gaussian", 1.5)])
+def test_every_surrogate_gives_the_reference_gradient(surrogate, width):
+    torch.manual_seed(4)
+    p = LIFParameters(v_reset=-70.0)
+    current = torch.randn(8, 200) * 40 + 20
+    upstream = torch.randn(30, 8, 200)
+    kw = {"surrogate": surrogate, "width": width}
+    _, ref_g = _grad(lambda i: lif_simulate(i, p, 30, **kw)[0], current, upstream)
+    _, g = _grad(lambda i: encode_constant(i, p, 30, **kw), current, upstream)
+    _assert_close_grads(g, ref_g)
+    _, ref_g = _grad(lambda i: lif_simulate(i.expand(30, 8, 200), p, **kw)[0], current,
+                     upstream)
+    _, g = _grad(lambda i: lif_fused(i.expand(30, 8, 200), p, **kw), current, upstream)
+    _assert_close_grads(g, ref_g)

@@ -277,7 +277,11 @@ def _encode_backward(current, spikes, grad, p, surrogate, width):
     decay = torch.ones_like(current)                # beta^m, m: steps since the last reset
     acc = torch.zeros_like(current)
     x = torch.empty_like(current)
+    h = torch.empty_like(current)
     fn = SURROGATES[surrogate]
+    scale = p.resistance
+    if surrogate == "fast_sigmoid":                 # in place: 1 / (2w (1 + |x|/w)^2)
+        scale /= 2.0 * width
     for n in range(steps):
         if n:
             s = spikes[n - 1]
@@ -287,10 +291,16 @@ def _encode_backward(current, spikes, grad, p, surrogate, width):
                 torch.add(d_init, seen, alpha=p.v_reset - p.v_init, out=d)
         decay.mul_(beta)
         torch.addcmul(c0, d, decay, out=x)          # u[n] - v_th
-        h = fn(x, width)
+        if surrogate == "fast_sigmoid":
+            torch.abs(x, out=h)
+            if width != 1.0:
+                h.mul_(1.0 / width)
+            h.add_(1.0).reciprocal_().square_()
+        else:
+            h = fn(x, width)
         h.addcmul_(h, decay, value=-1.0)            # times du[n]/dI / R = 1 - beta^m
         acc.addcmul_(h, grad[n])
-    return acc.mul_(p.resistance)
+    return acc.mul_(scale)
 
 
 def closed_form_covers(p: LIFParameters, detach_reset: bool) -> bool:
