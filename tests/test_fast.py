@@ -199,3 +199,21 @@ def test_every_surrogate_gives_the_reference_gradient(surrogate, width):
                      upstream)
     _, g = _grad(lambda i: lif_fused(i.expand(30, 8, 200), p, **kw), current, upstream)
     _assert_close_grads(g, ref_g)
+
+
+@pytest.mark.parametrize("h, w, k, s", [(28, 28, 5, 1), (28, 28, 5, 2), (13, 17, 3, 2),
+                                        (10, 7, 4, 3), (9, 9, 9, 1)])
+def test_one_channel_patch_synapses_match_unfold_and_einsum(h, w, k, s):
+    torch.manual_seed(5)
+    enc = PatchEncoding((h, w), k, s, channels=1, gain=3.0)
+    with torch.no_grad():
+        enc.bias.normal_()
+    images = torch.rand(6, h, w)
+    want = 3.0 * (torch.einsum("bpk,pck->bpc", enc.patches(images), enc.weight)
+                  + enc.bias).flatten(1)
+    got = enc(images)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    g = torch.randn_like(got)
+    (gw,) = torch.autograd.grad((got * g).sum(), enc.weight)
+    (ww,) = torch.autograd.grad((want * g).sum(), enc.weight)
+    torch.testing.assert_close(gw, ww, rtol=1e-4, atol=1e-4)

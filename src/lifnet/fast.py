@@ -35,6 +35,10 @@ Not covered, and run by the fused window instead: ``subtract`` reset or ``detach
 in the encoding layer. Not covered by either, and run by the reference
 :func:`~lifnet.neuron.lif_simulate`: a refractory period (``t_ref > 0``) and a recorded
 membrane trace (``record_v``); :func:`covers` says which.
+
+Device. Everything runs on the current's device (no CUDA is needed or assumed); the
+closed form does its threshold arithmetic in float64 on ``(B, N)`` values, which every
+CUDA device supports (Apple's MPS does not).
 """
 
 from __future__ import annotations
