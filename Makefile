@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PIP := $(VENV)/bin/pip
 
-.PHONY: setup train test clean
+.PHONY: setup train test clean bench-setup bench
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,15 @@ train: setup
 
 test: setup
 	$(VENV)/bin/python -m pytest -q $(ARGS)
+
+# Benchmarks against snnTorch and Norse (not part of CI).
+bench-setup: setup
+	$(PIP) install -q -c constraints.txt -e '.[test,bench]'
+	# norse declares torchvision (which pulls a CUDA torch): install it without dependencies
+	$(PIP) install -q -c constraints.txt --no-deps norse
+
+bench: bench-setup
+	$(VENV)/bin/python benchmarks/bench_train.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) runs

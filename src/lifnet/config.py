@@ -77,6 +77,8 @@ class NetworkConfig:
     synapse_init: float = _key("nA", "scale of the initial dense and time-indexed weights",
                                default=150.0, gt=0)
     num_classes: int = _key("", "number of classes (output neurons)", default=10, ge=2)
+    fast: bool = _key("", "run populations in the fused and closed-form fast paths (same "
+                      "spikes; false: the stepped reference)", default=True)
 
 
 @dataclass

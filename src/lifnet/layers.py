@@ -14,6 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .errors import bad_value
+from .fast import covers, encode_constant, lif_fused
 from .neuron import LIFParameters, lif_simulate
 from .surrogate import SURROGATES
 
@@ -74,8 +75,27 @@ class PatchEncoding(nn.Module):
         return cols.transpose(1, 2)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = self.patches(images)                                          # (B, P, k*k)
-        drive = torch.einsum("bpk,pck->bpc", x, self.weight) + self.bias  # (B, P, C)
+        if images.dim() != 3 or tuple(images.shape[1:]) != self.image_size:
+            raise ValueError(f"images of shape {tuple(images.shape)}: accepted: (batch, "
+                             f"{self.image_size[0]}, {self.image_size[1]})")
+        k, s, c = self.patch_size, self.stride, self.channels
+        if c > 1:    # unfold + einsum (measured faster for several channels)
+            x = self.patches(images)                                      # (B, P, k*k)
+            drive = torch.einsum("bpk,pck->bpc", x, self.weight) + self.bias
+            return self.gain * drive.flatten(1)                           # (B, P*C) nA
+        # One channel: one multiply-add per offset (i, j) inside the patch, over every
+        # patch position at once, k*k operations on (B, 1, gh, gw) and no (B, P, k*k) copy
+        # of the patches (measured 3 to 4 times faster on a CPU than unfold + einsum).
+        gh, gw = self.grid
+        x = images.unsqueeze(1)                                           # (B, 1, H, W)
+        w = self.weight.permute(2, 1, 0).reshape(k * k, c, gh, gw)        # (k*k, C, gh, gw)
+        drive = None
+        for i in range(k):
+            for j in range(k):
+                shifted = x[:, :, i:i + s * (gh - 1) + 1:s, j:j + s * (gw - 1) + 1:s]
+                wij = w[i * k + j]
+                drive = shifted * wij if drive is None else torch.addcmul(drive, shifted, wij)
+        drive = drive.flatten(2).transpose(1, 2) + self.bias              # (B, P, C)
         return self.gain * drive.flatten(1)                               # (B, P*C) nA
 
 
@@ -86,10 +106,15 @@ class LIF(nn.Module):
     ``(B, N)`` currents held for ``steps`` steps, and returns ``(spikes, v)`` with spikes
     ``(T, B, N)`` and the membrane trace ``(T, B, N)`` in mV when ``record_v`` (else None).
     Every call starts from ``v_init``: no state leaks between batches.
+
+    With ``fast=True`` the window runs in :mod:`lifnet.fast` (a constant current in closed
+    form, a varying one in a fused window): the same spikes and, to float tolerance, the same
+    gradients. A refractory period or ``record_v`` runs the stepped reference either way.
     """
 
     def __init__(self, params: LIFParameters, surrogate: str = "fast_sigmoid",
-                 surrogate_width: float = 1.0, detach_reset: bool = True) -> None:
+                 surrogate_width: float = 1.0, detach_reset: bool = True,
+                 fast: bool = False) -> None:
         super().__init__()
         if surrogate not in SURROGATES:
             raise bad_value("surrogate", surrogate, " or ".join(map(repr, SURROGATES)))
@@ -98,9 +123,20 @@ class LIF(nn.Module):
         self.params = params
         self.surrogate, self.surrogate_width, self.detach_reset = (
             surrogate, surrogate_width, detach_reset)
+        self.fast = fast
 
     def forward(self, current: torch.Tensor, steps: int | None = None,
                 record_v: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.fast and covers(self.params, record_v):
+            if steps is not None:
+                if steps < 1:
+                    raise bad_value("steps", steps, ">= 1")
+                spikes = encode_constant(current, self.params, steps, self.surrogate,
+                                         self.surrogate_width, self.detach_reset)
+            else:
+                spikes = lif_fused(current, self.params, None, self.surrogate,
+                                   self.surrogate_width, self.detach_reset)
+            return spikes, None
         spikes, v, _ = lif_simulate(current, self.params, steps=steps,
                                     surrogate=self.surrogate, width=self.surrogate_width,
                                     detach_reset=self.detach_reset, record_v=record_v)
@@ -109,7 +145,8 @@ class LIF(nn.Module):
     def extra_repr(self) -> str:
         p = self.params
         return (f"R={p.resistance} MOhm, tau_m={p.tau_m} ms, v_rest={p.v_rest} mV, "
-                f"v_th={p.v_th} mV, v_reset={p.v_reset} mV, dt={p.dt} ms, reset={p.reset}")
+                f"v_th={p.v_th} mV, v_reset={p.v_reset} mV, dt={p.dt} ms, reset={p.reset}, "
+                f"fast={self.fast}")
 
 
 def _init_bound(n_in: int, scale: float) -> float:

@@ -65,7 +65,7 @@ class PatchNet(nn.Module):
         self.image_size = tuple(image_size)
         params = cfg.lif_parameters()
         lif_kw = {"surrogate": neuron.surrogate, "surrogate_width": neuron.surrogate_width,
-                      "detach_reset": neuron.detach_reset}
+                      "detach_reset": neuron.detach_reset, "fast": net.fast}
 
         self.encoding = PatchEncoding(self.image_size, net.patch_size, net.patch_stride,
                                       net.channels, net.encoding_gain, net.encoding_init)
