@@ -42,6 +42,7 @@ cannot be raises before a set is returned.
 
 from __future__ import annotations
 
+import re
 import struct
 import warnings
 import zlib
@@ -91,8 +92,11 @@ def open_image(path: str | Path, size: tuple[int, int] | None = None):
     except DataError:
         raise
     except Image.DecompressionBombError as e:
-        raise DataError(f"{path}: image is too large ({e}): accepted: at most "
-                        f"{MAX_PIXELS:,} pixels (shrink it first)")
+        # Pillow's own, higher limit: it names the pixel count in its message
+        found = re.search(r"\((\d+) pixels\)", str(e))
+        size = f"{int(found.group(1)):,} pixels" if found else "its size"
+        raise DataError(f"{path}: image of {size} is too large (a decompression bomb?): "
+                        f"accepted: at most {MAX_PIXELS:,} pixels (shrink it first)")
     except FileNotFoundError:
         raise DataError(f"{path}: file not found")
     except Image.UnidentifiedImageError:
