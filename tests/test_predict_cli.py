@@ -20,11 +20,11 @@ assert isolated
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A small network trained for one epoch on 1,350 mnist-5k digits (rate coding)."""
+    """A small network trained for two epochs on 1,500 mnist-5k digits (rate coding)."""
     run = tmp_path_factory.mktemp("predict") / "run"
-    code = main(["train", "--quiet", "--out", str(run), "--epochs", "1",
+    code = main(["train", "--quiet", "--out", str(run), "--epochs", "2",
                  "--set", "data.train_limit=1500", "--set", "data.test_limit=100",
-                 "--set", "network.channels=4", "--set", "network.steps=10",
+                 "--set", "network.channels=4", "--set", "network.steps=15",
                  "--set", "training.validation_fraction=0"])
     assert code == 0
     return run
@@ -86,7 +86,7 @@ def test_text_output_and_json_fields(trained, digits, tmp_path, capsys):
     code, out, err = run_cli(capsys, "predict", trained, path)
     assert code == 0, err
     lines = out.strip().splitlines()
-    assert "output spikes per class over 10 steps of 1.0 ms" in lines[0]
+    assert "output spikes per class over 15 steps of 1.0 ms" in lines[0]
     assert lines[1].startswith(f"{path}: ") and "0: " in lines[1] and "9: " in lines[1]
     code, out, err = run_cli(capsys, "predict", trained, path, "--json")
     got = json.loads(out)
