@@ -43,7 +43,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from .config import Config
-from .errors import CheckpointError, LifnetError
+from .errors import CheckpointError, ConfigError, LifnetError
 from .network import PatchNet
 
 MODEL_FILE = "model.safetensors"
@@ -60,6 +60,9 @@ def atomic_write(path: str | Path, data: bytes | str) -> None:
     path = Path(path)
     if isinstance(data, str):
         data = data.encode("utf-8")
+    if not path.parent.is_dir():
+        raise ConfigError(f"{path}: cannot write there: the folder {path.parent} does not "
+                          "exist: accepted: a file in an existing folder")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         umask = os.umask(0)
@@ -93,6 +96,7 @@ def save_model(path: str | Path, model: PatchNet, cfg: Config, class_names: list
     for key, value in (extra or {}).items():
         meta[key] = json.dumps(value)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    meta["digest"] = _digest(tensors, meta)
     atomic_write(path, st_save(tensors, metadata=meta))
 
 
@@ -121,13 +125,21 @@ def load_model(run_dir: str | Path) -> tuple[PatchNet, Config, dict[str, Any]]:
     if not run_dir.is_dir():
         raise CheckpointError(f"{run_dir}: not a run folder (no such directory)")
     tensors, meta = read_safetensors(run_dir / MODEL_FILE)
+    # a model written by lifnet carries the SHA-256 of its tensors and metadata
+    if "digest" in meta and meta["digest"] != _digest(tensors, meta):
+        raise CheckpointError(f"{run_dir / MODEL_FILE}: its contents do not match the digest "
+                              "written with it: the file was altered or damaged")
+    bad = [k for k, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        raise CheckpointError(f"{run_dir / MODEL_FILE}: weights {', '.join(bad)} hold NaN or "
+                              "infinite values: accepted: finite weights")
     try:
         import tomllib
     except ModuleNotFoundError:  # pragma: no cover - Python 3.10
         import tomli as tomllib
     try:
         cfg = Config.from_dict(tomllib.loads(meta["config"]), source=str(run_dir / MODEL_FILE))
-        info = {k: json.loads(v) for k, v in meta.items() if k != "config"}
+        info = {k: json.loads(v) for k, v in meta.items() if k not in ("config", "digest")}
         image_size = tuple(info["image_size"])
     except (KeyError, ValueError, LifnetError) as e:
         raise CheckpointError(f"{run_dir / MODEL_FILE}: metadata missing or invalid: {e}")

@@ -62,16 +62,18 @@ class NeuronConfig:
 
 @dataclass
 class NetworkConfig:
-    steps: int = _key("steps", "time window T, in steps of dt", default=15, ge=1)
+    steps: int = _key("steps", "time window T, in steps of dt", default=15, ge=1,
+                      le=100_000)
     dt: float = _key("ms", "time step", default=1.0, gt=0)
     patch_size: int = _key("px", "side k of the square patches", default=5, ge=1)
     patch_stride: int = _key("px", "stride between patches", default=1, ge=1)
-    channels: int = _key("", "encoding neurons per patch", default=8, ge=1)
+    channels: int = _key("", "encoding neurons per patch", default=8, ge=1,
+                         le=4096)
     encoding_gain: float = _key("nA", "current per unit of weighted pixel sum", default=60.0,
                                 gt=0)
     encoding_init: float = _key("", "scale of the initial patch weights", default=1.0, gt=0)
     hidden: list = _key("neurons", "sizes of hidden dense LIF layers", default_factory=list,
-                        item_ge=1)
+                        item_ge=1, item_le=1_000_000)
     output_synapse: str = _key("", "output synapses", default="dense",
                                choices=("dense", "time_indexed", "time_indexed_integrated"))
     synapse_init: float = _key("nA", "scale of the initial dense and time-indexed weights",
@@ -85,7 +87,8 @@ class NetworkConfig:
 class CodingConfig:
     scheme: str = _key("", "rate: most spikes wins; window: class c spikes in slot c",
                        default="rate", choices=("rate", "window"))
-    loss: str = _key("", "cross_entropy or mse_count (rate); error_energy (window)",
+    loss: str = _key("", "rate coding: cross_entropy or mse_count; window coding: "
+                     "error_energy (set with the scheme when not given)",
                      default="cross_entropy",
                      choices=("cross_entropy", "mse_count", "error_energy"))
     target_times: str = _key("", "window targets: regular or random spike times per slot",
@@ -221,6 +224,13 @@ class Config:
             cfg.neuron.tau_m = None
         if "neuron.tau_m" in keys and "neuron.capacitance" not in keys:
             cfg.neuron.capacitance = None
+        # so does the coding scheme for its loss, unless the loss is given too
+        if "coding.scheme" in keys and "coding.loss" not in keys:
+            scheme = str(updates["coding.scheme"]).strip()
+            if scheme == "window":
+                cfg.coding.loss = "error_energy"
+            elif scheme == "rate" and cfg.coding.loss == "error_energy":
+                cfg.coding.loss = "cross_entropy"
         for dotted, value in updates.items():
             section_name, key, f = _lookup(dotted, source)
             section = getattr(cfg, section_name)
@@ -361,8 +371,9 @@ def _check_value(dotted: str, value: Any, f) -> None:
             raise bad_value(dotted, value, " and ".join(bounds) + suffix)
     if "item_ge" in meta:
         for v in value:
-            if v < meta["item_ge"]:
-                raise bad_value(dotted, value, f"every size >= {meta['item_ge']}")
+            if not meta["item_ge"] <= v <= meta.get("item_le", v):
+                raise bad_value(dotted, value, f"every size from {meta['item_ge']} to "
+                                f"{meta.get('item_le', 'any')}")
 
 
 # -- presets ---------------------------------------------------------------------------

@@ -309,7 +309,10 @@ def _encode_backward(current, spikes, grad, p, surrogate, width):
 
 def closed_form_covers(p: LIFParameters, detach_reset: bool) -> bool:
     """Whether :func:`encode_constant` uses the closed form (else the fused window)."""
-    return p.refractory_steps == 0 and p.reset == "to_reset" and detach_reset
+    # beta must lie strictly inside (0, 1) for the logarithms of the closed form: a tau_m
+    # so short (or so long) against dt that exp(-dt / tau_m) rounds to 0 (or 1) is stepped
+    return (p.refractory_steps == 0 and p.reset == "to_reset" and detach_reset
+            and 0.0 < p.beta < 1.0)
 
 
 def encode_constant(current: torch.Tensor, p: LIFParameters, steps: int,

@@ -40,6 +40,19 @@ def main(argv: list[str] | None = None) -> int:
     except LifnetError as e:
         print(f"lifnet: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        # a file the user named cannot be read or written (missing folder, no permission)
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"lifnet: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
+    except (MemoryError, RuntimeError) as e:
+        if isinstance(e, RuntimeError) and "alloc" not in str(e):
+            raise
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else "MemoryError"
+        print(f"lifnet: error: out of memory: the configuration needs more memory than this "
+              f"machine has (lower network.steps, network.channels, network.hidden or "
+              f"training.batch_size): {first}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("lifnet: interrupted", file=sys.stderr)
         return 130

@@ -8,6 +8,7 @@ import json
 import torch
 
 from ..checkpoint import load_model
+from ..distributed import resolve_device
 from ..coding import Coding
 from ..training import evaluate
 from .common import load_data, say
@@ -20,6 +21,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     return p
 
 
@@ -37,10 +39,12 @@ def run(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(max(1, args.threads))
     model, cfg, info = load_model(args.run_dir)
+    device = resolve_device(args.device)
+    model.to(device)
     dataset = load_data(cfg.data, args.json).limit(None, cfg.data.test_limit)
     x, y = to_tensors(dataset.test_images, dataset.test_labels)
     coding = Coding(cfg.coding, cfg.network.steps, cfg.network.num_classes)
-    ev = evaluate(model, coding, x, y)
+    ev = evaluate(model, coding, x, y, device=device)
     names = info.get("class_names", dataset.class_names)
     if args.json:
         print(json.dumps({"accuracy": ev.accuracy, "mean_error_energy": ev.mean_error_energy,

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..checkpoint import atomic_write, load_model
+from ..distributed import resolve_device
 from ..coding import Coding, target_distances
 from ..errors import ConfigError
 from .common import say
@@ -35,6 +36,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="FILE.png",
                    help="draw the output spike raster of the first image to this PNG file")
     p.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     return p
 
 
@@ -80,15 +82,17 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--plot {args.plot}: accepted: a file name ending in .png")
     torch.set_num_threads(args.threads)
     model, cfg, info = load_model(args.run_dir)
+    device = resolve_device(args.device)
+    model.to(device)
     names = list(info.get("class_names") or range(model.num_classes))
     names = [str(n) for n in names]
     size = tuple(model.image_size)
     # every image is read before any is classified: one bad file stops the command
     pixels = np.stack([load_image(path, size) for path in args.images])
-    x = torch.from_numpy(pixels).float().div_(255.0)
+    x = torch.from_numpy(pixels).float().div_(255.0).to(device)
     coding = Coding(cfg.coding, cfg.network.steps, cfg.network.num_classes)
     with torch.no_grad():
-        spikes = model(x).spikes                                    # (T, N, K)
+        spikes = model(x).spikes.cpu()                              # (T, N, K)
         scores = coding.scores(spikes)
         counts = spikes.sum(0)
         distances = (target_distances(spikes, coding.targets)

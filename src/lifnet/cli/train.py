@@ -210,6 +210,10 @@ def _run(args: argparse.Namespace, ctx: distributed.Context) -> int:
     writer_class = tensorboard_writer_class() if args.tensorboard and ctx.is_main else None
     setup = _resumed(args, ctx) if args.resume else _fresh(args, ctx)
     cfg, dataset, run_dir, trainer = setup.cfg, setup.dataset, setup.run_dir, setup.trainer
+    if setup.resume is not None and setup.resume.finished:
+        say(not ctx.is_main, f"{run_dir}: this run has already finished (epoch "
+            f"{setup.resume.epoch - 1}); nothing to resume: see {run_dir / RESULT_FILE}")
+        return 0
     model = trainer.model
     torch.set_num_threads(args.threads)
     # only the first process writes files and talks

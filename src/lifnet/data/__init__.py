@@ -79,6 +79,10 @@ class DataSet:
             if len(images) != len(labels):
                 raise DataError(f"{self.name}: {len(images)} {split} images but {len(labels)} "
                                 "labels")
+            if len(images) == 0:
+                raise DataError(f"{self.name}: no {split} images: accepted: at least one "
+                                f"(a folder set needs enough images per class to hold some "
+                                f"out for testing)")
             if len(labels) and (labels.min() < 0 or labels.max() >= k):
                 raise DataError(f"{self.name}: {split} label {int(labels.max())} outside the "
                                 f"{k} classes 0..{k - 1}")
@@ -145,7 +149,7 @@ def load_idx_folder(name: str, folder: Path, class_names: list[str]) -> DataSet:
             raise DataError(f"{folder / stem}[.gz]: file not found (the {name} folder "
                             f"{folder} must hold all four: {', '.join(IDX_STEMS)})")
         paths.append(found)
-    tr_x, tr_y, te_x, te_y = (read_idx(p) for p in paths)
+    tr_x, tr_y, te_x, te_y = (read_idx(p, n) for p, n in zip(paths, (3, 1, 3, 1)))
     k = len(class_names)
     _check_pair(tr_x, tr_y, str(paths[0]), str(paths[1]), k)
     _check_pair(te_x, te_y, str(paths[2]), str(paths[3]), k)

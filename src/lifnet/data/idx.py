@@ -21,11 +21,19 @@ from ..errors import DataError
 UBYTE = 0x08
 
 
-def parse_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
-    """Decode the bytes of an (uncompressed) IDX file into a uint8 array."""
+def parse_idx(raw: bytes, name: str = "<bytes>", ndim: int | None = None) -> np.ndarray:
+    """Decode the bytes of an (uncompressed) IDX file into a uint8 array.
+
+    ``ndim``: the number of dimensions the caller expects (3 for images, 1 for labels); a
+    file announcing another number has the wrong magic number for its role.
+    """
     if len(raw) < 4:
         raise DataError(f"{name}: too short for an IDX file ({len(raw)} bytes)")
-    zero, dtype, ndim = raw[0:2], raw[2], raw[3]
+    expected, (zero, dtype, ndim) = ndim, (raw[0:2], raw[2], raw[3])
+    if expected is not None and ndim != expected and zero == b"\x00\x00" and dtype == UBYTE:
+        kind = "images" if expected == 3 else "labels"
+        raise DataError(f"{name}: wrong IDX magic number 0x{raw[:4].hex()} for {kind}: "
+                        f"accepted: 0x000008{expected:02x}")
     if zero != b"\x00\x00" or dtype != UBYTE or not 1 <= ndim <= 4:
         raise DataError(f"{name}: wrong IDX magic number 0x{raw[:4].hex()}: accepted: "
                         "0x00000801 (labels) or 0x00000803 (images)")
@@ -41,7 +49,7 @@ def parse_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape).copy()
 
 
-def read_idx(path: str | Path) -> np.ndarray:
+def read_idx(path: str | Path, ndim: int | None = None) -> np.ndarray:
     """Read an IDX file, gzipped (by its magic bytes) or not."""
     path = Path(path)
     try:
@@ -55,7 +63,7 @@ def read_idx(path: str | Path) -> np.ndarray:
             raw = gzip.decompress(raw)
         except (OSError, EOFError, zlib.error) as e:
             raise DataError(f"{path}: corrupt or truncated gzip file ({e})")
-    return parse_idx(raw, str(path))
+    return parse_idx(raw, str(path), ndim)
 
 
 def encode_idx(array: np.ndarray) -> bytes:
