@@ -160,7 +160,7 @@ def _bad_set(tmp_path, fault):
     if fault == "images as labels":
         path = folder / "train-labels-idx1-ubyte.gz"
         path.write_bytes(gzip.compress(raw["train-images-idx3-ubyte"]))
-        return folder, "train-labels-idx1-ubyte.gz", "accepted: labels (N,)"
+        return folder, "train-labels-idx1-ubyte.gz", "wrong IDX magic number 0x00000803 for labels"
     raise AssertionError(fault)
 
 
