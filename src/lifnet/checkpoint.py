@@ -42,7 +42,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from .config import Config
+from .config import Config, tomllib
 from .errors import CheckpointError, ConfigError, LifnetError
 from .network import PatchNet
 
@@ -134,10 +134,6 @@ def load_model(run_dir: str | Path) -> tuple[PatchNet, Config, dict[str, Any]]:
         raise CheckpointError(f"{run_dir / MODEL_FILE}: weights {', '.join(bad)} hold NaN or "
                               "infinite values: accepted: finite weights")
     try:
-        import tomllib
-    except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-        import tomli as tomllib
-    try:
         cfg = Config.from_dict(tomllib.loads(meta["config"]), source=str(run_dir / MODEL_FILE))
         info = {k: json.loads(v) for k, v in meta.items() if k not in ("config", "digest")}
         image_size = tuple(info["image_size"])
@@ -152,14 +148,6 @@ def load_model(run_dir: str | Path) -> tuple[PatchNet, Config, dict[str, Any]]:
                               f"its configuration: {' '.join(first)}")
     model.eval()
     return model, cfg, info
-
-
-def _tomllib():
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-        import tomli as tomllib
-    return tomllib
 
 
 # -- metrics --------------------------------------------------------------------------
@@ -284,7 +272,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"{path}: its contents do not match the digest written with "
                               "them: the file was altered or damaged")
     try:
-        cfg = Config.from_dict(_tomllib().loads(meta["config"]), source=str(path)).validate()
+        cfg = Config.from_dict(tomllib.loads(meta["config"]), source=str(path)).validate()
         pos = json.loads(meta["position"])
         opt = json.loads(meta["optimizer"])
         position = Position(epoch=int(pos["epoch"]), batch=int(pos["batch"]),

@@ -263,18 +263,19 @@ class Config:
 
     @classmethod
     def from_toml(cls, path: str | Path) -> Config:
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as e:
-            raise ConfigError(f"{path}: cannot read the configuration file: {e.strerror}")
-        except UnicodeDecodeError:
-            raise ConfigError(f"{path}: not a UTF-8 text file")
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{path}: not valid TOML: {e}")
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(read_toml(path), source=str(path))
+
+
+def read_toml(path: str | Path) -> dict:
+    """The tables of a TOML file; ConfigError naming the file if it cannot be read."""
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the configuration file: {e.strerror}")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file")
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not a valid TOML file: {e}")
 
 
 def _toml_value(value: Any) -> str:

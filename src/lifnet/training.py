@@ -152,11 +152,6 @@ def apply_shift(images: torch.Tensor, offsets: torch.Tensor | None,
     return padded[batch, rows[:, :, None], cols[:, None, :]]
 
 
-def random_shift(images: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tensor:
-    """Translate each ``(H, W)`` image by up to ``max_shift`` pixels, filling with zeros."""
-    return apply_shift(images, shift_offsets(len(images), max_shift, gen), max_shift)
-
-
 class Trainer:
     """Trains a :class:`PatchNet` under a :class:`Config`.
 
@@ -213,7 +208,7 @@ class Trainer:
         if pos.epoch == epoch and pos.batch > 0:
             first, sums = pos.batch, dict(pos.sums)
             gen.set_state(pos.generator_state)
-        for group, base in zip(self.optimizer.param_groups, self._base_lrs()):
+        for group, base in zip(self.optimizer.param_groups, self._base):
             group["lr"] = base * self._lr_factor(epoch)
         self.model.train()
         n_batches = math.ceil(len(labels) / t.batch_size)
@@ -272,10 +267,6 @@ class Trainer:
         """bf16 autocast for the synapses (the membranes stay in float32), or nothing."""
         return torch.autocast(self.device.type, dtype=torch.bfloat16,
                               enabled=self.precision == "bf16")
-
-    def _base_lrs(self) -> list[float]:
-        """The configured learning rates, before the schedule scales them."""
-        return self._base
 
     def fit(self, train_images: torch.Tensor, train_labels: torch.Tensor,
             val_images: torch.Tensor | None = None, val_labels: torch.Tensor | None = None,

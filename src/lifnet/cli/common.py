@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from ..config import Config, parse_set, preset_config, tomllib
+import torch
+
+from ..config import Config, parse_set, preset_config, read_toml
 from ..errors import ConfigError
 
 
@@ -14,6 +15,13 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"lifnet: error: {message} (see {self.prog} --help)\n")
+
+
+def set_threads(threads: int) -> None:
+    """``--threads``: CPU threads of this process (>= 1)."""
+    if threads < 1:
+        raise ConfigError(f"--threads {threads}: accepted: >= 1")
+    torch.set_num_threads(threads)
 
 
 def say(quiet: bool, *args) -> None:
@@ -75,15 +83,6 @@ def load_data(data, quiet: bool = False):
     finally:
         if bars is not None:
             bars.close()
-
-
-def read_toml(path: str | Path) -> dict:
-    try:
-        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read the configuration file: {e.strerror}")
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
-        raise ConfigError(f"{path}: not a valid TOML file: {e}")
 
 
 def config_from_args(args: argparse.Namespace) -> Config:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 
-import torch
 
 from ..checkpoint import load_model
 from ..distributed import resolve_device
 from ..coding import Coding
 from ..training import evaluate
-from .common import load_data, say
+from .common import load_data, say, set_threads
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -37,7 +36,7 @@ def confusion_table(confusion: list[list[int]], names: list[str]) -> str:
 def run(args: argparse.Namespace) -> int:
     from ..data import to_tensors
 
-    torch.set_num_threads(max(1, args.threads))
+    set_threads(args.threads)
     model, cfg, info = load_model(args.run_dir)
     device = resolve_device(args.device)
     model.to(device)

@@ -6,13 +6,12 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
 
 from ..checkpoint import RESULT_FILE, load_model, read_metrics
 from ..coding import Coding
 from ..errors import CheckpointError
 from ..training import evaluate
-from .common import say
+from .common import say, set_threads
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -32,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.digits < 1:
         raise CheckpointError(f"--digits {args.digits}: accepted: >= 1")
-    torch.set_num_threads(max(1, args.threads))
+    set_threads(args.threads)
     run_dir = Path(args.run_dir)
     model, cfg, info = load_model(run_dir)
     dataset = load_dataset(cfg.data.dataset, cfg.data.data_dir).limit(None, cfg.data.test_limit)

@@ -21,7 +21,7 @@ from ..checkpoint import atomic_write, load_model
 from ..distributed import resolve_device
 from ..coding import Coding, target_distances
 from ..errors import ConfigError
-from .common import say
+from .common import say, set_threads
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -76,11 +76,9 @@ def plot_raster(path: str | Path, spikes: np.ndarray, names: list[str], dt: floa
 def run(args: argparse.Namespace) -> int:
     from ..data.images import load_image
 
-    if args.threads < 1:
-        raise ConfigError(f"--threads {args.threads}: accepted: >= 1")
     if args.plot and not args.plot.lower().endswith(".png"):
         raise ConfigError(f"--plot {args.plot}: accepted: a file name ending in .png")
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     model, cfg, info = load_model(args.run_dir)
     device = resolve_device(args.device)
     model.to(device)

@@ -19,7 +19,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import torch
 
 from .. import __version__
 from ..checkpoint import (
@@ -39,7 +38,7 @@ from .. import distributed
 from ..config import Config
 from ..errors import CheckpointError, ConfigError, NonFiniteLossError
 from ..training import EpochMetrics, Trainer, TrainingStopped, build, split_validation
-from .common import add_config_flags, config_from_args, load_data, say
+from .common import add_config_flags, config_from_args, load_data, say, set_threads
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -193,8 +192,7 @@ class _StopFlag:
 def run(args: argparse.Namespace) -> int:
     import os
 
-    if args.threads < 1:
-        raise ConfigError(f"--threads {args.threads}: accepted: >= 1")
+    set_threads(args.threads)
     if args.nproc is not None and "WORLD_SIZE" not in os.environ:
         return launch(args, sys.argv[1:])
     ctx = distributed.setup(args.device)
@@ -215,7 +213,6 @@ def _run(args: argparse.Namespace, ctx: distributed.Context) -> int:
             f"{setup.resume.epoch - 1}); nothing to resume: see {run_dir / RESULT_FILE}")
         return 0
     model = trainer.model
-    torch.set_num_threads(args.threads)
     # only the first process writes files and talks
     args.quiet = args.quiet or not ctx.is_main
 
