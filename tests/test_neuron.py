@@ -252,11 +252,14 @@ def test_network_state_does_not_leak_between_batches_and_batch_size_1_works():
     net = PatchNet(cfg).double()
     images = torch.rand(3, 28, 28, dtype=torch.float64)
     with torch.no_grad():
-        first = net(images)
-        net(torch.ones(2, 28, 28, dtype=torch.float64))           # another batch between
-        again = net(images)
-        single = net(images[1:2])
-    assert torch.equal(first.spikes, again.spikes)
+        for record in (False, True):    # fused encoding (no trains kept), then each layer
+            first = net(images, record_v=record)
+            net(torch.ones(2, 28, 28, dtype=torch.float64))       # another batch between
+            again = net(images, record_v=record)
+            single = net(images[1:2], record_v=record)
+            assert torch.equal(first.spikes, again.spikes)
+            assert torch.equal(single.spikes[:, 0], first.spikes[:, 1])
+    assert first.encoding is not None
     assert torch.equal(first.encoding, again.encoding)
     assert single.spikes.shape[1] == 1
     assert torch.equal(single.spikes[:, 0], first.spikes[:, 1])

@@ -74,8 +74,11 @@ def _forward_loop(current: torch.Tensor, p: LIFParameters, steps: int, constant:
 
     Returns the spikes ``(T, ...)`` as 0.0/1.0 in the current's dtype. With
     ``potentials`` (a ``(T, ...)`` buffer) the pre-reset potentials are written to it.
-    Every step works on ``(...)`` slices written in place, which stay in cache on a CPU.
+    Every step works on ``(...)`` slices written in place, which stay in cache on a CPU;
+    on a CPU with the kernels (:mod:`lifnet._kernels`) one kernel runs the same operations.
     """
+    if _kernel_ready(current):
+        return _forward_kernel(current, p, steps, constant, potentials)
     beta = p.beta
     drive = current * ((1.0 - beta) * p.resistance)       # same rounding as lif_step
     shape = current.shape if constant else current.shape[1:]
@@ -104,6 +107,9 @@ def _backward_loop(current: torch.Tensor, spikes: torch.Tensor, grad: torch.Tens
                    constant: bool) -> torch.Tensor:
     """BPTT gradient with respect to the current (same shape as ``current``)."""
     steps = spikes.shape[0]
+    if _kernel_ready(current, surrogate):
+        return _backward_kernel(current, spikes, grad, p, surrogate, width, detach_reset,
+                                constant)
     beta = p.beta
     u = torch.empty(spikes.shape, dtype=grad.dtype, device=grad.device)
     _forward_loop(current, p, steps, constant, potentials=u)
@@ -124,6 +130,46 @@ def _backward_loop(current: torch.Tensor, spikes: torch.Tensor, grad: torch.Tens
             du[n].addcmul_(bf[n], du[n + 1])
     scale = (1.0 - beta) * p.resistance
     return du.sum(0).mul_(scale) if constant else du.mul_(scale)
+
+
+_CHUNK = 512          # columns per kernel task: (T, 512) slices stay in cache
+
+
+def _kernel_ready(current: torch.Tensor, surrogate: str = "fast_sigmoid") -> bool:
+    """Whether the numba kernels can take this tensor (a CPU float32/float64 one)."""
+    return (current.device.type == "cpu" and current.dtype in (torch.float32, torch.float64)
+            and _load_kernels() is not None and surrogate in _load_kernels().SURROGATE_KINDS)
+
+
+def _forward_kernel(current, p, steps, constant, potentials):
+    kern = _load_kernels()
+    drive = current * ((1.0 - p.beta) * p.resistance)        # rounded as lif_step rounds it
+    shape = current.shape if constant else current.shape[1:]
+    drive = drive.reshape(1 if constant else steps, -1).contiguous()
+    spikes = torch.empty((steps, drive.shape[1]), dtype=current.dtype)
+    keep = potentials is not None
+    pot = potentials.view(steps, -1) if keep else spikes
+    _set_kernel_threads()
+    kern.lif_window_forward(drive.numpy(), constant, steps, p.beta, p.v_rest, p.v_th,
+                            p.v_reset, p.v_init, p.reset == "to_reset", _CHUNK,
+                            spikes.numpy(), pot.numpy(), keep)
+    return spikes.view(steps, *shape)
+
+
+def _backward_kernel(current, spikes, grad, p, surrogate, width, detach_reset, constant):
+    kern = _load_kernels()
+    steps = spikes.shape[0]
+    pot = torch.empty((steps, spikes[0].numel()), dtype=current.dtype)
+    flat_spikes = spikes.reshape(steps, -1).contiguous()
+    _forward_kernel(current, p, steps, constant, pot)
+    out = torch.empty((1 if constant else steps, pot.shape[1]), dtype=current.dtype)
+    _set_kernel_threads()
+    kern.lif_window_backward(pot.numpy(), flat_spikes.numpy(),
+                             grad.reshape(steps, -1).contiguous().numpy(), p.beta, p.v_th,
+                             p.v_reset, p.reset == "to_reset", detach_reset,
+                             kern.SURROGATE_KINDS.index(surrogate), float(width),
+                             (1.0 - p.beta) * p.resistance, constant, _CHUNK, out.numpy())
+    return out.view(current.shape)
 
 
 class _FusedLIF(torch.autograd.Function):
@@ -243,10 +289,13 @@ def _periodic_trains(first: torch.Tensor, isi: torch.Tensor, steps: int,
     return out
 
 
-def _encode_forward(current: torch.Tensor, p: LIFParameters, steps: int) -> torch.Tensor:
-    """Spikes ``(T, ...)`` in the current's dtype under a constant current ``(...)``."""
-    current = current.detach()
-    flat = current.reshape(-1)
+def _train_parameters(current: torch.Tensor, p: LIFParameters, steps: int
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The periodic trains under a constant current: ``first`` (step of the first spike,
+    ``>= steps`` for none) and ``isi`` (the interval, ``>= steps`` where no second spike
+    falls in the window), both int64 of the current's flat size, and the flat indices of
+    the neurons too near threshold at a deciding step, which must be stepped instead."""
+    flat = current.detach().reshape(-1)
     beta = _f32(p.beta)                                    # the factor float32 steps use
     # V_inf: the fixed point of the float32-rounded update
     v_inf = p.v_rest + flat.double() * (_f32((1.0 - p.beta) * p.resistance) / (1.0 - beta))
@@ -260,10 +309,16 @@ def _encode_forward(current: torch.Tensor, p: LIFParameters, steps: int) -> torc
         k_isi, near_isi = _steps_to_threshold(p.v_reset, v_inf[again], p, beta, steps)
         isi[again] = k_isi.long()
         redo[again] |= near_isi
-    redo = redo.nonzero().squeeze(1)
+    return first, isi, redo.nonzero().squeeze(1)
+
+
+def _encode_forward(current: torch.Tensor, p: LIFParameters, steps: int) -> torch.Tensor:
+    """Spikes ``(T, ...)`` in the current's dtype under a constant current ``(...)``."""
+    current = current.detach()
+    first, isi, redo = _train_parameters(current, p, steps)
     spikes = _periodic_trains(first, isi, steps, current.dtype)
     if redo.numel():
-        spikes[:, redo] = _forward_loop(flat[redo], p, steps, constant=True)
+        spikes[:, redo] = _forward_loop(current.reshape(-1)[redo], p, steps, constant=True)
     return spikes.view(steps, *current.shape)
 
 
@@ -328,3 +383,163 @@ def encode_constant(current: torch.Tensor, p: LIFParameters, steps: int,
     if not torch.is_grad_enabled() or not current.requires_grad:
         return _encode_forward(current, p, steps)
     return _ClosedFormEncoding.apply(current, p, steps, surrogate, width)
+
+
+# -- encoding population fused with dense synapses (CPU) -------------------------------
+
+
+def _load_kernels():
+    """The numba kernels, or None where numba cannot be imported (then the unfused path
+    runs: same results, slower)."""
+    global _KERNELS
+    if _KERNELS is None:
+        try:
+            from . import _kernels
+            _KERNELS = _kernels
+        except ImportError:                          # pragma: no cover - numba is a dependency
+            _KERNELS = False
+    return _KERNELS or None
+
+
+_KERNELS = None
+
+
+def _set_kernel_threads() -> int:
+    """Run the kernels on as many threads as PyTorch uses (``--threads``); return it."""
+    import numba
+    n = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(n)
+    return n
+
+
+def encode_dense_covers(current: torch.Tensor, p: LIFParameters, detach_reset: bool,
+                        surrogate: str) -> bool:
+    """Whether :func:`encode_dense` fuses (else it runs the two layers one after the other)."""
+    return (closed_form_covers(p, detach_reset) and current.device.type == "cpu"
+            and current.dtype in (torch.float32, torch.float64)
+            and _load_kernels() is not None
+            and surrogate in _load_kernels().SURROGATE_KINDS)
+
+
+def _drive(current: torch.Tensor, p: LIFParameters) -> torch.Tensor:
+    """``(1 - beta) R I``, rounded as :func:`lifnet.neuron.lif_step` rounds it."""
+    return current * ((1.0 - p.beta) * p.resistance)
+
+
+def _encode_dense_forward(current, weight, bias, p, steps):
+    """Output current ``(T, B, K)`` of :func:`encode_dense` (CPU kernels)."""
+    kern = _load_kernels()
+    cur = current.detach()
+    w = weight.detach().to(cur.dtype)
+    out = torch.zeros((steps, cur.shape[0], w.shape[0]), dtype=cur.dtype)
+    if bias is not None:
+        out += bias.detach().to(cur.dtype)
+    _set_kernel_threads()
+    kern.encode_dense_forward(_drive(cur, p).contiguous().numpy(), steps, p.beta, p.v_rest,
+                              p.v_th, p.v_reset, p.v_init, w.contiguous().numpy(),
+                              out.numpy())
+    return out
+
+
+class _EncodeDense(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, current, weight, bias, p, steps, surrogate, width):
+        ctx.save_for_backward(current.detach(), weight.detach())
+        ctx.args = (p, surrogate, width, bias is not None)
+        return _encode_dense_forward(current, weight, bias, p, steps)
+
+    @staticmethod
+    def backward(ctx, grad):
+        kern = _load_kernels()
+        cur, weight = ctx.saved_tensors
+        p, surrogate, width, has_bias = ctx.args
+        grad = grad.to(cur.dtype).contiguous()
+        w = weight.to(cur.dtype).contiguous()
+        chunks = _set_kernel_threads()
+        g_cur = torch.empty_like(cur)
+        parts = torch.zeros((chunks, w.shape[0], cur.shape[1]), dtype=cur.dtype)
+        kern.encode_dense_backward(_drive(cur, p).contiguous().numpy(), p.beta, p.v_rest,
+                                   p.v_th, p.v_reset, p.v_init, grad.numpy(), w.numpy(),
+                                   kern.SURROGATE_KINDS.index(surrogate), float(width),
+                                   g_cur.numpy(), parts.numpy())
+        g_w = parts.sum(0).to(weight.dtype)
+        g_bias = grad.sum((0, 1)) if has_bias else None
+        return (g_cur.mul_(p.resistance), g_w, g_bias, None, None, None, None)
+
+
+def encode_dense(current: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                 p: LIFParameters, steps: int, surrogate: str = "fast_sigmoid",
+                 width: float = 1.0, detach_reset: bool = True) -> torch.Tensor:
+    """Output current ``(T, B, K)`` of dense synapses ``(K, N)`` fed by an encoding
+    population under a constant current ``(B, N)``: ``F.linear(encode_constant(current,
+    ...), weight, bias)``, without building the ``(T, B, N)`` spike trains.
+
+    One compiled loop per batch row (:mod:`lifnet._kernels`, run in parallel over rows):
+    forward, the neurons are stepped with the reference's float operations (so the spikes
+    are exactly :func:`~lifnet.neuron.lif_simulate`'s) and the weight columns of those
+    that spike are added to the output current of that step. Backward, the neurons are
+    stepped again and the gradient into the spikes, ``grad @ weight``, meets the
+    closed-form encoding gradient, ``dL/dI[b, n] = R sum_k W[k, n] sum_t grad[t, b, k]
+    sg(u[t] - v_th) (1 - beta^m[t])``; the weight gradient sums ``grad`` at the spikes.
+    Neither the spike trains nor their gradient exist at any time: the memory is that of
+    the currents. Where :func:`encode_dense_covers` is false (not a CPU, no kernels, or a
+    neuron the closed form does not cover), the two layers run one after the other.
+    """
+    if not encode_dense_covers(current, p, detach_reset, surrogate):
+        spikes = encode_constant(current, p, steps, surrogate, width, detach_reset)
+        return torch.nn.functional.linear(spikes, weight, bias)
+    if torch.is_grad_enabled() and (current.requires_grad or weight.requires_grad
+                                    or (bias is not None and bias.requires_grad)):
+        return _EncodeDense.apply(current, weight, bias, p, steps, surrogate, width)
+    with torch.no_grad():
+        return _encode_dense_forward(current, weight, bias, p, steps)
+
+
+# -- locally connected patch synapses (CPU) ---------------------------------------------
+
+
+def patch_kernel_covers(images: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether :func:`patch_currents` can take these images (CPU, float, the weights'
+    dtype, no gradient wanted for the pixels). Under autocast it computes in the weights'
+    dtype all the same."""
+    return (_kernel_ready(images) and images.dtype == weight.dtype
+            and not (images.requires_grad and torch.is_grad_enabled()))
+
+
+class _PatchCurrents(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, images, weight, bias, gain, patch, stride, grid):
+        kern = _load_kernels()
+        gh, gw = grid
+        n_patch, chans, k2 = weight.shape
+        x = images.detach().contiguous()
+        w = weight.detach().permute(2, 1, 0).reshape(k2, chans, gh, gw).contiguous()
+        out = torch.empty((x.shape[0], gh, gw, chans), dtype=x.dtype)
+        _set_kernel_threads()
+        kern.patch_forward(x.numpy(), w.numpy(), bias.detach().reshape(gh, gw, chans).numpy(),
+                           gain, patch, stride, out.numpy())
+        ctx.save_for_backward(x)
+        ctx.args = (gain, patch, stride, grid, weight.shape)
+        return out.view(x.shape[0], n_patch * chans)
+
+    @staticmethod
+    def backward(ctx, grad):
+        kern = _load_kernels()
+        (x,) = ctx.saved_tensors
+        gain, patch, stride, (gh, gw), (n_patch, chans, k2) = ctx.args
+        g = grad.to(x.dtype).contiguous().view(x.shape[0], gh, gw, chans)
+        g_w = torch.empty((k2, chans, gh, gw), dtype=x.dtype)
+        _set_kernel_threads()
+        kern.patch_backward(x.numpy(), g.numpy(), patch, stride, g_w.numpy())
+        g_w = g_w.view(k2, chans, n_patch).permute(2, 1, 0).mul(gain)
+        g_b = g.sum(0).view(n_patch, chans).mul(gain)
+        return None, g_w, g_b, None, None, None, None
+
+
+def patch_currents(images: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                   gain: float, patch: int, stride: int, grid: tuple[int, int]) -> torch.Tensor:
+    """Currents ``(B, P * C)`` of :class:`lifnet.layers.PatchEncoding` from ``(B, H, W)``
+    images, weights ``(P, C, k*k)`` and biases ``(P, C)``, by the CPU kernel: the same
+    operations in the same order as the layer's PyTorch path, so the same currents bit
+    for bit; the weight gradient is one parallel pass over the grid rows."""
+    return _PatchCurrents.apply(images, weight, bias, gain, patch, stride, tuple(grid))

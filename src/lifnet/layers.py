@@ -14,7 +14,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from .errors import bad_value
-from .fast import covers, encode_constant, lif_fused
+from .fast import (
+    covers,
+    encode_constant,
+    lif_fused,
+    patch_currents,
+    patch_kernel_covers,
+)
 from .neuron import LIFParameters, lif_simulate
 from .surrogate import SURROGATES
 
@@ -44,11 +50,13 @@ class PatchEncoding(nn.Module):
     window.
 
     Input ``(B, H, W)`` pixels in [0, 1]; output ``(B, P * C)`` currents in nA, neuron index
-    ``p * C + c`` with ``p`` running row by row over the patch grid.
+    ``p * C + c`` with ``p`` running row by row over the patch grid. With ``fast=True`` a
+    CPU kernel (:func:`lifnet.fast.patch_currents`) computes the same currents bit for bit.
     """
 
     def __init__(self, image_size: tuple[int, int], patch_size: int, stride: int = 1,
-                 channels: int = 1, gain: float = 1.0, weight_scale: float = 1.0) -> None:
+                 channels: int = 1, gain: float = 1.0, weight_scale: float = 1.0,
+                 fast: bool = False) -> None:
         super().__init__()
         if channels < 1:
             raise bad_value("channels", channels, ">= 1")
@@ -61,6 +69,7 @@ class PatchEncoding(nn.Module):
         weight = torch.empty(self.num_patches, channels, k2).uniform_(-bound, bound)
         self.weight = nn.Parameter(weight)
         self.bias = nn.Parameter(torch.zeros(self.num_patches, channels))
+        self.fast = fast
 
     @property
     def out_features(self) -> int:
@@ -78,14 +87,13 @@ class PatchEncoding(nn.Module):
         if images.dim() != 3 or tuple(images.shape[1:]) != self.image_size:
             raise ValueError(f"images of shape {tuple(images.shape)}: accepted: (batch, "
                              f"{self.image_size[0]}, {self.image_size[1]})")
+        if self.fast and patch_kernel_covers(images, self.weight):
+            return patch_currents(images, self.weight, self.bias, self.gain, self.patch_size,
+                                  self.stride, self.grid)
+        # One multiply-add per offset (i, j) inside the patch, over every patch position
+        # and channel at once: k*k operations on (B, C, gh, gw), no (B, P, k*k) copy of
+        # the patches. The CPU kernel (fast) repeats these operations in this order.
         k, s, c = self.patch_size, self.stride, self.channels
-        if c > 1:    # unfold + einsum (measured faster for several channels)
-            x = self.patches(images)                                      # (B, P, k*k)
-            drive = torch.einsum("bpk,pck->bpc", x, self.weight) + self.bias
-            return self.gain * drive.flatten(1)                           # (B, P*C) nA
-        # One channel: one multiply-add per offset (i, j) inside the patch, over every
-        # patch position at once, k*k operations on (B, 1, gh, gw) and no (B, P, k*k) copy
-        # of the patches (measured 3 to 4 times faster on a CPU than unfold + einsum).
         gh, gw = self.grid
         x = images.unsqueeze(1)                                           # (B, 1, H, W)
         w = self.weight.permute(2, 1, 0).reshape(k * k, c, gh, gw)        # (k*k, C, gh, gw)

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from .config import Config
+from .fast import encode_dense, encode_dense_covers
 from .layers import (
     LIF,
     DenseSynapse,
@@ -37,12 +38,15 @@ def _full(current: torch.Tensor) -> torch.Tensor:
 class NetOutput(NamedTuple):
     """What one forward pass gives. Spike trains are ``(T, B, N)``.
 
-    ``encoding`` and ``hidden`` are always returned (they are needed anyway); ``v_out``, the
-    output membrane trace in mV, only when asked for with ``record_v=True``.
+    ``hidden`` is always returned. ``encoding`` is None where the encoding population ran
+    fused with the output synapses (:func:`lifnet.fast.encode_dense`: fast paths on, no
+    hidden layer, dense output synapses, a CPU), which never builds its spike trains; with
+    ``record_v=True`` every population runs on its own and ``encoding`` is always there,
+    as is ``v_out``, the output membrane trace in mV.
     """
 
     spikes: torch.Tensor
-    encoding: torch.Tensor
+    encoding: torch.Tensor | None
     hidden: list[torch.Tensor]
     v_out: torch.Tensor | None = None
 
@@ -68,7 +72,8 @@ class PatchNet(nn.Module):
                       "detach_reset": neuron.detach_reset, "fast": net.fast}
 
         self.encoding = PatchEncoding(self.image_size, net.patch_size, net.patch_stride,
-                                      net.channels, net.encoding_gain, net.encoding_init)
+                                      net.channels, net.encoding_gain, net.encoding_init,
+                                      fast=net.fast)
         self.encoding_lif = LIF(params, **lif_kw)
 
         width = self.encoding.out_features
@@ -94,10 +99,25 @@ class PatchNet(nn.Module):
                 "hidden": list(self.hidden.parameters()),
                 "output": list(self.output.parameters())}
 
+    def _fuses(self, current: torch.Tensor) -> bool:
+        """Whether the encoding population runs fused with the output synapses."""
+        lif = self.encoding_lif
+        return (lif.fast and not self.hidden and type(self.output) is DenseSynapse
+                and lif.params.refractory_steps == 0
+                and encode_dense_covers(current, lif.params, lif.detach_reset, lif.surrogate))
+
     def forward(self, images: torch.Tensor, record_v: bool = False) -> NetOutput:
         """``(B, H, W)`` images in [0, 1] to output spikes ``(T, B, K)`` and the rest."""
         # synapses may run in bf16 under autocast; membranes always integrate in float32
         current = _full(self.encoding(images))                          # (B, N_enc) nA
+        if not record_v and self._fuses(current):
+            # encoding population and output synapses in one (no (T, B, N_enc) trains)
+            lif = self.encoding_lif
+            current = encode_dense(current, self.output.weight, self.output.bias, lif.params,
+                                   self.steps, lif.surrogate, lif.surrogate_width,
+                                   lif.detach_reset)                    # (T, B, K)
+            out, _ = self.output_lif(current)
+            return NetOutput(out, None, [])
         enc, _ = self.encoding_lif(current, steps=self.steps)           # (T, B, N_enc)
         x, hidden = enc, []
         for synapse in self.hidden:
