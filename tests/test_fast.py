@@ -1,6 +1,8 @@
 """The fast paths (lifnet.fast) against the stepped reference (lif_simulate).
 
-Spikes must be identical; gradients equal to float tolerance.
+Spikes must be identical; gradients equal to float tolerance. Every test runs twice: with
+the CPU kernels (lifnet._kernels) and with them switched off, so that the PyTorch loops and
+the closed form, which run where no kernel can (a GPU), are held to the same.
 """
 
 import math
@@ -9,9 +11,27 @@ import pytest
 import torch
 
 import lifnet
-from lifnet.fast import closed_form_covers, covers, encode_constant, lif_fused
+from lifnet import fast as fast_mod
+from lifnet.fast import (
+    closed_form_covers,
+    covers,
+    encode_constant,
+    encode_dense,
+    encode_dense_covers,
+    lif_fused,
+)
 from lifnet.layers import LIF, PatchEncoding
 from lifnet.neuron import LIFParameters, lif_simulate
+
+
+@pytest.fixture(autouse=True, params=["kernels", "pytorch"])
+def paths(request, monkeypatch):
+    """Run with the numba kernels, then with the PyTorch loops and closed form only."""
+    if request.param == "pytorch":
+        monkeypatch.setitem(fast_mod._STATE, "kernels", False)
+    else:
+        assert fast_mod._load_kernels() is not None, "numba is a dependency: install it"
+    return request.param
 
 
 def _grad(fn, current, upstream):
@@ -203,9 +223,11 @@ def test_every_surrogate_gives_the_reference_gradient(surrogate, width):
 
 @pytest.mark.parametrize("h, w, k, s", [(28, 28, 5, 1), (28, 28, 5, 2), (13, 17, 3, 2),
                                         (10, 7, 4, 3), (9, 9, 9, 1)])
-def test_one_channel_patch_synapses_match_unfold_and_einsum(h, w, k, s):
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("fast", [False, True])
+def test_patch_synapses_match_unfold_and_einsum(h, w, k, s, channels, fast):
     torch.manual_seed(5)
-    enc = PatchEncoding((h, w), k, s, channels=1, gain=3.0)
+    enc = PatchEncoding((h, w), k, s, channels=channels, gain=3.0, fast=fast)
     with torch.no_grad():
         enc.bias.normal_()
     images = torch.rand(6, h, w)
@@ -217,3 +239,107 @@ def test_one_channel_patch_synapses_match_unfold_and_einsum(h, w, k, s):
     (gw,) = torch.autograd.grad((got * g).sum(), enc.weight)
     (ww,) = torch.autograd.grad((want * g).sum(), enc.weight)
     torch.testing.assert_close(gw, ww, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("h, w, k, s, channels", [(28, 28, 5, 1, 1), (28, 28, 5, 1, 8),
+                                                  (28, 28, 5, 2, 3), (13, 17, 3, 2, 2),
+                                                  (10, 7, 4, 3, 1)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_patch_kernel_gives_the_pytorch_currents_bit_for_bit(h, w, k, s, channels, dtype,
+                                                              paths):
+    torch.manual_seed(6)
+    ref = PatchEncoding((h, w), k, s, channels, gain=60.0).to(dtype)
+    fast = PatchEncoding((h, w), k, s, channels, gain=60.0, fast=True).to(dtype)
+    with torch.no_grad():
+        ref.bias.normal_()
+    fast.load_state_dict(ref.state_dict())
+    images = torch.rand(9, h, w, dtype=dtype)
+    want, got = ref(images), fast(images)
+    assert torch.equal(got, want)        # the same operations in the same order
+    g = torch.randn_like(want)
+    for a, b in zip(torch.autograd.grad((got * g).sum(), (fast.weight, fast.bias)),
+                    torch.autograd.grad((want * g).sum(), (ref.weight, ref.bias))):
+        _assert_close_grads(a, b)
+
+
+COVERED = [LIFParameters(), LIFParameters(tau_m=20.0, v_reset=-70.0, v_init=-60.0, dt=0.5),
+           LIFParameters(tau_m=5.0, v_reset=-55.0, v_init=-75.0, dt=0.5)]
+
+
+@pytest.mark.parametrize("p", COVERED)
+@pytest.mark.parametrize("surrogate, width", [("fast_sigmoid", 1.0), ("sigmoid", 2.0),
+                                              ("arctan", 0.5), ("triangle", 3.0),
+                                              ("gaussian", 1.5)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_encoding_fused_with_dense_synapses_matches_the_two_layers(p, surrogate, width,
+                                                                   dtype, paths):
+    torch.manual_seed(7)
+    steps, batch, n_in, k = 40, 12, 90, 7
+    current = (torch.randn(batch, n_in) * 30 + 25).to(dtype)
+    weight = (torch.randn(k, n_in) * 20).to(dtype).requires_grad_()
+    bias = torch.randn(k, dtype=dtype).requires_grad_()
+    assert encode_dense_covers(current, p, True, surrogate) == (paths == "kernels")
+    upstream = torch.randn(steps, batch, k, dtype=dtype)
+    kw = {"surrogate": surrogate, "width": width}
+
+    def ref(i):
+        spikes = lif_simulate(i, p, steps, **kw)[0]
+        return torch.nn.functional.linear(spikes, weight, bias)
+
+    def got(i):
+        return encode_dense(i, weight, bias, p, steps, **kw)
+
+    outs, grads = [], []
+    for fn in (ref, got):
+        i = current.clone().requires_grad_()
+        out = fn(i)
+        outs.append(out.detach())
+        grads.append(torch.autograd.grad((out * upstream).sum(), (i, weight, bias)))
+    (want, got_out), ((ri, rw, rb), (gi, gw, gb)) = outs, grads
+    assert (lif_simulate(current, p, steps)[0].sum()) > 200         # spikes to sum
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(got_out, want, rtol=tol, atol=tol * want.abs().max())
+    for a, b in ((gi, ri), (gw, rw), (gb, rb)):
+        _assert_close_grads(a, b)
+    with torch.no_grad():                                            # inference
+        torch.testing.assert_close(got(current), want, rtol=tol, atol=tol * want.abs().max())
+
+
+def test_encode_dense_falls_back_where_the_neuron_is_not_covered():
+    p = LIFParameters(reset="subtract")
+    torch.manual_seed(8)
+    current = torch.randn(5, 30) * 30 + 25
+    weight, bias = torch.randn(4, 30), torch.randn(4)
+    assert not encode_dense_covers(current, p, True, "fast_sigmoid")
+    want = torch.nn.functional.linear(lif_simulate(current, p, 20)[0], weight, bias)
+    torch.testing.assert_close(encode_dense(current, weight, bias, p, 20), want)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_patchnet_without_hidden_layer_fused_and_reference_agree(dtype, paths):
+    """The default network (no hidden layer, dense output): the fused encoding and
+    output synapses against every layer stepped by the reference."""
+    cfg = lifnet.preset_config("default").with_updates({"network.steps": 30})
+    nets = {}
+    for fast in (True, False):
+        torch.manual_seed(0)
+        nets[fast] = lifnet.PatchNet(cfg.with_updates({"network.fast": fast}).validate())
+        nets[fast].to(dtype)
+        with torch.no_grad():
+            nets[fast].output.weight.mul_(3.0)
+    torch.manual_seed(3)
+    images = torch.rand(16, 28, 28, dtype=dtype)
+    labels = torch.arange(16) % 10
+    res = {}
+    for fast, net in nets.items():
+        out = net(images)
+        assert (out.encoding is None) == (fast and paths == "kernels")
+        torch.nn.functional.cross_entropy(out.spikes.sum(0), labels).backward()
+        res[fast] = (out.spikes, {k: v.grad for k, v in net.named_parameters()})
+    assert res[False][0].sum() > 20
+    assert torch.equal(res[True][0], res[False][0])
+    for k, g in res[False][1].items():
+        _assert_close_grads(res[True][1][k], g)
+    with torch.no_grad():
+        assert torch.equal(nets[True](images).spikes, res[False][0])
+        assert nets[True](images, record_v=True).encoding is not None

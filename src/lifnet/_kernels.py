@@ -246,9 +246,9 @@ def patch_forward(images, weight, bias, gain, patch, stride, out):
     path computes them (so the currents are bit for bit the same): for every neuron,
     ``d = x[0, 0] w[0, 0]``, then ``d = fma(x[i, j], w[i, j], d)`` offset by offset (row
     by row; PyTorch's ``addcmul`` is a fused multiply-add on a CPU, and the "contract"
-    flag lets LLVM emit one here), then ``gain * (d + bias)``. ``images`` ``(B, H, W)``; ``weight`` ``(k*k, C,
-    gh, gw)``; ``bias`` ``(gh, gw, C)``; ``out`` ``(B, gh, gw, C)``. Rows run in
-    parallel."""
+    flag lets LLVM emit one here), then ``gain * (d + bias)``. ``images`` ``(B, H, W)``;
+    ``weight`` ``(k*k, C, gh, gw)``; ``bias`` ``(gh, gw, C)``; ``out`` ``(B, gh, gw, C)``.
+    Rows run in parallel."""
     batch = images.shape[0]
     k2, chans, gh, gw = weight.shape
     dt = out.dtype

@@ -1,4 +1,4 @@
-r"""Fast paths for LIF populations: a fused window and a closed-form encoding layer.
+r"""Fast paths for LIF populations: a fused window, a closed-form encoding layer, kernels.
 
 Both give the spikes of :func:`lifnet.neuron.lif_simulate` (the reference, which stays the
 definition) and, to float tolerance, the gradients that backpropagation through time gives
@@ -35,6 +35,24 @@ Not covered, and run by the fused window instead: ``subtract`` reset or ``detach
 in the encoding layer. Not covered by either, and run by the reference
 :func:`~lifnet.neuron.lif_simulate`: a refractory period (``t_ref > 0``) and a recorded
 membrane trace (``record_v``); :func:`covers` says which.
+
+CPU kernels (:mod:`lifnet._kernels`, numba). On a CPU the loops above run compiled, one
+kernel per layer instead of a few PyTorch operations per step, chosen by measurement
+(benchmarks/README.md):
+
+- the fused window (forward and backward), with the reference's float operations one by
+  one, so the spikes are the same bit for bit;
+- the encoding population fused with the dense output synapses (:func:`encode_dense`,
+  used by PatchNet when there is no hidden layer): the neurons are stepped and their
+  spikes summed into the output current at once, and the backward combines the
+  closed-form gradient above with the synapses' own, so the ``(T, B, N)`` spike trains
+  and their gradient never exist;
+- the patch synapses (:func:`patch_currents`), the same operations in the same order as
+  :class:`~lifnet.layers.PatchEncoding`'s PyTorch path.
+
+On a CPU, stepping compiled is faster than the closed form's trains (whose logarithms and
+index writes cost more than a few multiply-adds per step), so :func:`encode_constant`
+steps there; the closed form serves where no kernel runs (a GPU, or numba missing).
 
 Device. Everything runs on the current's device (no CUDA is needed or assumed); the
 closed form does its threshold arithmetic in float64 on ``(B, N)`` values, which every
@@ -375,10 +393,13 @@ def encode_constant(current: torch.Tensor, p: LIFParameters, steps: int,
                     detach_reset: bool = True) -> torch.Tensor:
     """Spikes ``(T, ...)`` of neurons under a current ``(...)`` nA held for ``steps`` steps.
 
-    The closed form where :func:`closed_form_covers` says so; otherwise the fused window
-    (or, with ``t_ref > 0``, the reference).
+    The closed form where :func:`closed_form_covers` says so and no CPU kernel can take
+    the current (on a GPU, say); otherwise the fused window (or, with ``t_ref > 0``, the
+    reference).
     """
-    if not closed_form_covers(p, detach_reset):
+    if not closed_form_covers(p, detach_reset) or _kernel_ready(current, surrogate):
+        # on a CPU the compiled stepped window is faster than the closed form (measured:
+        # benchmarks/README.md); both give the reference's spikes
         return lif_fused(current, p, steps, surrogate, width, detach_reset)
     if not torch.is_grad_enabled() or not current.requires_grad:
         return _encode_forward(current, p, steps)
@@ -389,19 +410,18 @@ def encode_constant(current: torch.Tensor, p: LIFParameters, steps: int,
 
 
 def _load_kernels():
-    """The numba kernels, or None where numba cannot be imported (then the unfused path
-    runs: same results, slower)."""
-    global _KERNELS
-    if _KERNELS is None:
+    """The numba kernels, or None where numba cannot be imported (then the PyTorch paths
+    run: the same spikes, slower) or where they are switched off (``_STATE``, tests)."""
+    if _STATE["kernels"] is None:
         try:
             from . import _kernels
-            _KERNELS = _kernels
+            _STATE["kernels"] = _kernels
         except ImportError:                          # pragma: no cover - numba is a dependency
-            _KERNELS = False
-    return _KERNELS or None
+            _STATE["kernels"] = False
+    return _STATE["kernels"] or None
 
 
-_KERNELS = None
+_STATE: dict = {"kernels": None}     # the kernels module once imported; False: not used
 
 
 def _set_kernel_threads() -> int:
