@@ -1,6 +1,7 @@
 """Where the time of one training step goes: per layer (CPU time) and per operator.
 
     python benchmarks/profile_step.py [--steps 25] [--threads 1] [--channels 1] [--fast 0 1]
+                                      [--no-kernels]
 
 Part by part (process CPU time, which a busy shared machine disturbs less than wall time):
 patch synapses, encoding LIF, output synapses, output LIF, loss, backward, Adam; then the
@@ -20,6 +21,8 @@ from torch.profiler import ProfilerActivity, profile
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import nets
 
+from lifnet.fast import encode_dense
+
 
 def parts(model, coding, x, y, opt, steps: int, rounds: int = 5) -> dict:
     clock = time.process_time
@@ -37,10 +40,16 @@ def parts(model, coding, x, y, opt, steps: int, rounds: int = 5) -> dict:
         t = clock()
         cur = net.encoding(x)
         t = lap("patch synapses fwd", t)
-        enc, _ = net.encoding_lif(cur, steps=steps)
-        t = lap("encoding LIF fwd", t)
-        c2 = net.output(enc)
-        t = lap("output synapses fwd", t)
+        if net._fuses(cur):           # CPU kernels: encoding LIF and output synapses in one
+            lif = net.encoding_lif
+            c2 = encode_dense(cur, net.output.weight, net.output.bias, lif.params, steps,
+                              lif.surrogate, lif.surrogate_width, lif.detach_reset)
+            t = lap("encoding LIF + output synapses fwd (fused)", t)
+        else:
+            enc, _ = net.encoding_lif(cur, steps=steps)
+            t = lap("encoding LIF fwd", t)
+            c2 = net.output(enc)
+            t = lap("output synapses fwd", t)
         out, _ = net.output_lif(c2)
         t = lap("output LIF fwd", t)
         loss = coding.loss(out, y)
@@ -60,18 +69,25 @@ def main() -> None:
     ap.add_argument("--channels", type=int, default=1)
     ap.add_argument("--fast", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--top", type=int, default=12)
+    ap.add_argument("--no-kernels", action="store_true",
+                    help="fast paths without the numba CPU kernels (the PyTorch loops and "
+                    "closed form that run on a GPU)")
     args = ap.parse_args()
+    if args.no_kernels:
+        from lifnet import fast
+        fast._STATE["kernels"] = False
     torch.set_num_threads(args.threads)
     x, y = nets.batch(128)
     for fast in args.fast:
         model = nets.LifnetNet(args.steps, args.channels, fast=bool(fast))
         opt = nets.make_optimizer(model)
         ms = parts(model, model.coding, x, y, opt, args.steps)
-        print(f"\n== fast={bool(fast)}, {args.steps} steps, batch 128, {args.threads} "
+        kern = ", no kernels" if args.no_kernels and fast else ""
+        print(f"\n== fast={bool(fast)}{kern}, {args.steps} steps, batch 128, {args.threads} "
               f"thread(s): CPU ms per training step ==")
         for k, v in ms.items():
-            print(f"  {k:26s} {v:8.2f}")
-        print(f"  {'total':26s} {sum(ms.values()):8.2f}")
+            print(f"  {k:44s} {v:8.2f}")
+        print(f"  {'total':44s} {sum(ms.values()):8.2f}")
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             for _ in range(3):
                 nets.train_step(model, opt, x, y)
