@@ -106,7 +106,8 @@ def _encode_dense_rows(lo, hi, drive, beta, v_rest, v_th, v_reset, v_init, grad,
     e = np.empty(n_in, dt)
     x = np.empty(n_in, dt)
     h = np.empty(n_in, dt)
-    acc = np.empty((k_out, n_in), dt)               # grad times the encoding gradient
+    g_spk = np.empty(n_in, dt)                      # dL/ds at this step: grad @ weight
+    acc = np.empty(n_in, dt)                        # sum over steps of dL/ds dS/dI / R
     acc_w = np.zeros((k_out, n_in), dt)             # grad summed at the spikes
     for b in range(lo, hi):
         acc[:] = 0.0
@@ -123,16 +124,17 @@ def _encode_dense_rows(lo, hi, drive, beta, v_rest, v_th, v_reset, v_init, grad,
                 x[n] = u - v_th
                 decay[n] = one if sp != zero else en
             _surrogate_times(x, e, kind, width, h)  # sg(u - v_th) (1 - beta^m)
+            # dL/ds[t] = grad[t] @ weight, summed over k as the reference's product does
+            g_spk[:] = 0.0
             for k in range(k_out):
                 gk = grad[t, b, k]
                 for n in range(n_in):
-                    acc[k, n] += gk * h[n]
+                    g_spk[n] += gk * weight[k, n]
                     acc_w[k, n] += gk * s[n]
+            for n in range(n_in):
+                acc[n] += g_spk[n] * h[n]
         for n in range(n_in):
-            total = zero
-            for k in range(k_out):
-                total += weight[k, n] * acc[k, n]
-            grad_current[b, n] = total
+            grad_current[b, n] = acc[n]
     for k in range(k_out):
         for n in range(n_in):
             grad_weight[k, n] += acc_w[k, n]
@@ -142,9 +144,9 @@ def _encode_dense_rows(lo, hi, drive, beta, v_rest, v_th, v_reset, v_init, grad,
 def encode_dense_backward(drive, beta, v_rest, v_th, v_reset, v_init, grad, weight, kind,
                           width, grad_current, grad_weight_parts):
     """Gradients of :func:`encode_dense_forward`. ``grad`` ``(T, B, K)`` is dL/d(output
-    current). The neurons are stepped again; writes ``grad_current[b, n] = sum_k
-    weight[k, n] sum_t grad[t, b, k] sg(u[t] - v_th) (1 - beta^m[t])`` (``m``: steps since
-    the last reset or the start; to be multiplied by R) and adds ``grad[t, b, :]`` at every
+    current). The neurons are stepped again; writes ``grad_current[b, n] = sum_t (sum_k
+    grad[t, b, k] weight[k, n]) sg(u[t] - v_th) (1 - beta^m[t])`` (``m``: steps since the
+    last reset or the start; to be multiplied by R) and adds ``grad[t, b, :]`` at every
     spike of ``(b, n)`` to ``grad_weight_parts[c, :, n]``, one part per chunk of rows
     ``c`` (summed by the caller), so that the chunks run in parallel."""
     batch = grad.shape[1]
