@@ -343,3 +343,16 @@ def test_patchnet_without_hidden_layer_fused_and_reference_agree(dtype, paths):
     with torch.no_grad():
         assert torch.equal(nets[True](images).spikes, res[False][0])
         assert nets[True](images, record_v=True).encoding is not None
+
+
+def test_kernels_that_cannot_load_leave_the_pytorch_paths_with_a_warning(monkeypatch):
+    import sys
+    monkeypatch.setitem(fast_mod._STATE, "kernels", None)
+    monkeypatch.delattr(lifnet, "_kernels", raising=False)
+    monkeypatch.setitem(sys.modules, "lifnet._kernels", None)     # the import fails
+    with pytest.warns(RuntimeWarning, match="PyTorch fast paths run instead"):
+        assert fast_mod._load_kernels() is None
+    assert fast_mod._load_kernels() is None                       # asked once, not again
+    p = LIFParameters()
+    current = torch.randn(4, 20) * 30 + 25
+    assert torch.equal(encode_constant(current, p, 20), lif_simulate(current, p, 20)[0])

@@ -62,6 +62,7 @@ CUDA device supports (Apple's MPS does not).
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 
@@ -416,7 +417,10 @@ def _load_kernels():
         try:
             from . import _kernels
             _STATE["kernels"] = _kernels
-        except ImportError:                          # pragma: no cover - numba is a dependency
+        except Exception as exc:     # numba missing or broken (say, no cache folder it can use)
+            warnings.warn(f"lifnet's CPU kernels are unavailable ({type(exc).__name__}: "
+                          f"{exc}); the PyTorch fast paths run instead (same results, "
+                          "slower)", RuntimeWarning, stacklevel=2)
             _STATE["kernels"] = False
     return _STATE["kernels"] or None
 
