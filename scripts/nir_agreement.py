@@ -102,4 +102,9 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from lifnet.errors import LifnetError
+    try:
+        sys.exit(main())
+    except (LifnetError, OSError) as e:          # a bad run folder or file: one line
+        print(f"nir_agreement: error: {e}", file=sys.stderr)
+        sys.exit(2)

@@ -88,3 +88,10 @@ def test_evaluate_a_missing_or_truncated_run(tmp_path):
     proc = lifnet("evaluate", str(tmp_path))
     assert proc.returncode == 2 and "not a whole safetensors file" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_no_command_is_a_usage_error_with_the_help_on_stderr():
+    r = lifnet()
+    assert r.returncode == 2
+    assert r.stdout == ""
+    assert "usage: lifnet" in r.stderr and "train" in r.stderr

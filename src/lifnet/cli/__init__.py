@@ -32,8 +32,8 @@ def make_parser() -> Parser:
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
-    if not getattr(args, "command", None):
-        parser.print_help()
+    if not getattr(args, "command", None):      # a usage error: help to stderr, status 2
+        parser.print_help(sys.stderr)
         return 2
     try:
         return args.func(args)
