@@ -346,6 +346,7 @@ def _run(args: argparse.Namespace, ctx: distributed.Context) -> int:
         write_plots(run_dir, model, trainer.coding, records, ev.confusion, class_names,
                     test_x, test_y)
     print(f"test accuracy {ev.accuracy:.4f} on {len(test_y)} {dataset.name} test images "
-          f"({decoding}), mean error energy {ev.mean_error_energy:.3f}, {len(history)} epochs "
-          f"in {train_seconds:.1f} s; run folder {run_dir}", flush=True)
+          f"({decoding}), mean error energy {ev.mean_error_energy:.3f}, {len(history)} "
+          f"epoch{'' if len(history) == 1 else 's'} in {train_seconds:.1f} s; run folder "
+          f"{run_dir}", flush=True)
     return 0
