@@ -22,8 +22,8 @@ SURROGATE_KINDS = ("fast_sigmoid", "sigmoid", "arctan", "triangle", "gaussian")
 
 
 @njit(cache=True, error_model="numpy")
-def _surrogate_times(x, e, kind, width, h):
-    """``h[n] = sg(x[n]) * (1 - e[n])`` for the surrogate ``kind``: one loop per kind
+def _surrogate_times(x, f, kind, width, h):
+    """``h[n] = sg(x[n]) * f[n]`` for the surrogate ``kind``: one loop per kind
     (a branch outside the loop, so that each loop is vectorised), in ``x``'s dtype."""
     dt = x.dtype
     one, w = dt.type(1.0), dt.type(width)
@@ -32,27 +32,27 @@ def _surrogate_times(x, e, kind, width, h):
         c = one / (dt.type(2.0) * w)
         for n in range(x.shape[0]):
             y = one / (one + abs(x[n]) * inv_w)
-            h[n] = y * y * c * (one - e[n])
+            h[n] = y * y * c * f[n]
     elif kind == 1:
         for n in range(x.shape[0]):
             s = one / (one + np.exp(-x[n] * inv_w))
-            h[n] = s * (one - s) * inv_w * (one - e[n])
+            h[n] = s * (one - s) * inv_w * f[n]
     elif kind == 2:
         c = one / dt.type(math.pi * width)
         for n in range(x.shape[0]):
             r = abs(x[n]) * inv_w
             q = (one / r) * (one / r) if r > one else r * r
             v = q / (one + q) if r > one else one / (one + q)
-            h[n] = v * c * (one - e[n])
+            h[n] = v * c * f[n]
     elif kind == 3:
         for n in range(x.shape[0]):
-            h[n] = max(dt.type(0.0), one - abs(x[n]) * inv_w) * inv_w * (one - e[n])
+            h[n] = max(dt.type(0.0), one - abs(x[n]) * inv_w) * inv_w * f[n]
     else:
         c = one / dt.type(math.sqrt(2.0 * math.pi) * width)
         lim = dt.type(64.0)
         for n in range(x.shape[0]):
             r = min(max(x[n] * inv_w, -lim), lim)
-            h[n] = np.exp(dt.type(-0.5) * r * r) * c * (one - e[n])
+            h[n] = np.exp(dt.type(-0.5) * r * r) * c * f[n]
 
 
 @njit(cache=True, fastmath=True, error_model="numpy")
@@ -71,7 +71,8 @@ def encode_dense_forward(drive, steps, beta, v_rest, v_th, v_reset, v_init, weig
     current. ``drive`` ``(B, N)`` is ``(1 - beta) R I`` rounded as PyTorch rounds it;
     ``weight`` is ``(K, N)``; ``out`` ``(T, B, K)`` holds the bias on entry and gets, at
     each step, ``weight @ spikes``. The neurons are stepped with the reference's
-    operations (reset to ``v_reset``), so the spikes are exactly lif_simulate's. Rows run
+    operations (the reset ``s v_reset + (1 - s) u``), so the spikes are exactly
+    lif_simulate's. Rows run
     in parallel."""
     batch, n_in = drive.shape
     k_out = out.shape[2]
@@ -87,7 +88,7 @@ def encode_dense_forward(drive, steps, beta, v_rest, v_th, v_reset, v_init, weig
                 u = (v[n] - v_rest) * beta + v_rest + drive[b, n]
                 sp = one if u >= v_th else zero
                 s[n] = sp
-                v[n] = u - (u - v_reset) * sp
+                v[n] = sp * v_reset + (one - sp) * u     # as lif_step resets
             for k in range(k_out):
                 out[t, b, k] += _dot(weight[k], s)
 
@@ -98,12 +99,14 @@ def _encode_dense_rows(lo, hi, drive, beta, v_rest, v_th, v_reset, v_init, grad,
     steps, _, k_out = grad.shape
     n_in = drive.shape[1]
     dt = grad.dtype
+    beta_in = beta
     beta, v_rest, v_th = dt.type(beta), dt.type(v_rest), dt.type(v_th)
     v_reset, one, zero = dt.type(v_reset), dt.type(1.0), dt.type(0.0)
     v = np.empty(n_in, dt)
     s = np.empty(n_in, dt)
-    decay = np.empty(n_in, dt)                      # beta^m before this step
-    e = np.empty(n_in, dt)
+    alpha = dt.type(1.0 - beta_in)
+    rise = np.empty(n_in, dt)                       # 1 - beta^m, m: steps since the reset
+    fac = np.empty(n_in, dt)
     x = np.empty(n_in, dt)
     h = np.empty(n_in, dt)
     g_spk = np.empty(n_in, dt)                      # dL/ds at this step: grad @ weight
@@ -112,18 +115,20 @@ def _encode_dense_rows(lo, hi, drive, beta, v_rest, v_th, v_reset, v_init, grad,
     for b in range(lo, hi):
         acc[:] = 0.0
         v[:] = dt.type(v_init)
-        decay[:] = one
+        rise[:] = zero
         for t in range(steps):
             for n in range(n_in):
                 u = (v[n] - v_rest) * beta + v_rest + drive[b, n]
                 sp = one if u >= v_th else zero
                 s[n] = sp
-                v[n] = u - (u - v_reset) * sp
-                en = decay[n] * beta                # beta^m, m steps since the last reset
-                e[n] = en
+                v[n] = sp * v_reset + (one - sp) * u     # as lif_step resets
                 x[n] = u - v_th
-                decay[n] = one if sp != zero else en
-            _surrogate_times(x, e, kind, width, h)  # sg(u - v_th) (1 - beta^m)
+                # 1 - beta^m, by 1 - beta^(m+1) = (1 - beta) + beta (1 - beta^m), which does
+                # not cancel when beta is near 1; a spike starts it again from 0
+                r = alpha + beta * rise[n]
+                fac[n] = r
+                rise[n] = zero if sp != zero else r
+            _surrogate_times(x, fac, kind, width, h)    # sg(u - v_th) (1 - beta^m)
             # dL/ds[t] = grad[t] @ weight, summed over k as the reference's product does
             g_spk[:] = 0.0
             for k in range(k_out):
@@ -191,7 +196,7 @@ def lif_window_forward(drive, constant, steps, beta, v_rest, v_th, v_reset, v_in
                 if keep:
                     potentials[t, i] = u
                 spikes[t, i] = s
-                v[j] = u - (u - v_reset) * s if to_reset else u - s * jump
+                v[j] = s * v_reset + (one - s) * u if to_reset else u - s * jump
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
@@ -213,12 +218,12 @@ def lif_window_backward(potentials, spikes, grad, beta, v_th, v_reset, to_reset,
         nxt = np.zeros(width_c, dt)
         acc = np.zeros(width_c, dt)
         x = np.empty(width_c, dt)
-        zeros = np.zeros(width_c, dt)
+        ones = np.ones(width_c, dt)
         sg = np.empty(width_c, dt)
         for t in range(steps - 1, -1, -1):
             for j in range(width_c):
                 x[j] = potentials[t, lo + j] - v_th
-            _surrogate_times(x, zeros, kind, width, sg)
+            _surrogate_times(x, ones, kind, width, sg)
             for j in range(width_c):
                 i = lo + j
                 s = spikes[t, i]

@@ -29,7 +29,11 @@ reference, in closed form: with ``m[n]`` the steps since the last reset before s
 (or since the start),
 
     dL/dI = R * sum_n g[n] * sg(u[n] - v_th) * (1 - beta^m[n]),
-    u[n]  = V_inf + (V0 - V_inf) * beta^m[n],   V0 = v_init before the first spike, else v_reset.
+
+where ``u[n]`` (``= V_inf + (V0 - V_inf) beta^m[n]``) is stepped again in the backward with
+the reference's float operations, so that the surrogate sees the potentials the reference
+saw (the exact potential and the float32-stepped one part by up to a few 1e-3 mV when dt <<
+tau_m, which the surrogate notices), and ``1 - beta^m`` has its own recurrence.
 
 Not covered, and run by the fused window instead: ``subtract`` reset or ``detach_reset=False``
 in the encoding layer. Not covered by either, and run by the reference
@@ -61,6 +65,7 @@ CUDA device supports (Apple's MPS does not).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 
@@ -112,12 +117,13 @@ def _forward_loop(current: torch.Tensor, p: LIFParameters, steps: int, constant:
         out.mul_(beta).add_(p.v_rest).add_(drive if constant else drive[n])
         s = spikes[n]
         torch.ge(out, p.v_th, out=s)                        # 1.0 where u >= v_th
-        # the reference's reset, v = u - s * (u - v_reset) or u - s * jump, same rounding
+        # the reference's reset, v = s v_reset + (1 - s) u or u - s jump, same rounding
         if p.reset == "to_reset":
-            torch.sub(out, p.v_reset, out=tmp).mul_(s)
+            torch.mul(s, p.v_reset, out=tmp)
+            torch.mul(s, -1.0, out=v).add_(1.0).mul_(out).add_(tmp)
         else:
             torch.mul(s, jump, out=tmp)
-        torch.sub(out, tmp, out=v)
+            torch.sub(out, tmp, out=v)
     return spikes
 
 
@@ -168,10 +174,10 @@ def _forward_kernel(current, p, steps, constant, potentials):
     spikes = torch.empty((steps, drive.shape[1]), dtype=current.dtype)
     keep = potentials is not None
     pot = potentials.view(steps, -1) if keep else spikes
-    _set_kernel_threads()
-    kern.lif_window_forward(drive.numpy(), constant, steps, p.beta, p.v_rest, p.v_th,
-                            p.v_reset, p.v_init, p.reset == "to_reset", _CHUNK,
-                            spikes.numpy(), pot.numpy(), keep)
+    with _kernel_threads():
+        kern.lif_window_forward(drive.numpy(), constant, steps, p.beta, p.v_rest, p.v_th,
+                                p.v_reset, p.v_init, p.reset == "to_reset", _CHUNK,
+                                spikes.numpy(), pot.numpy(), keep)
     return spikes.view(steps, *shape)
 
 
@@ -182,12 +188,12 @@ def _backward_kernel(current, spikes, grad, p, surrogate, width, detach_reset, c
     flat_spikes = spikes.reshape(steps, -1).contiguous()
     _forward_kernel(current, p, steps, constant, pot)
     out = torch.empty((1 if constant else steps, pot.shape[1]), dtype=current.dtype)
-    _set_kernel_threads()
-    kern.lif_window_backward(pot.numpy(), flat_spikes.numpy(),
-                             grad.reshape(steps, -1).contiguous().numpy(), p.beta, p.v_th,
-                             p.v_reset, p.reset == "to_reset", detach_reset,
-                             kern.SURROGATE_KINDS.index(surrogate), float(width),
-                             (1.0 - p.beta) * p.resistance, constant, _CHUNK, out.numpy())
+    g_flat = grad.reshape(steps, -1).contiguous()
+    with _kernel_threads():
+        kern.lif_window_backward(pot.numpy(), flat_spikes.numpy(), g_flat.numpy(), p.beta,
+                                 p.v_th, p.v_reset, p.reset == "to_reset", detach_reset,
+                                 kern.SURROGATE_KINDS.index(surrogate), float(width),
+                                 (1.0 - p.beta) * p.resistance, constant, _CHUNK, out.numpy())
     return out.view(current.shape)
 
 
@@ -315,9 +321,11 @@ def _train_parameters(current: torch.Tensor, p: LIFParameters, steps: int
     falls in the window), both int64 of the current's flat size, and the flat indices of
     the neurons too near threshold at a deciding step, which must be stepped instead."""
     flat = current.detach().reshape(-1)
-    beta = _f32(p.beta)                                    # the factor float32 steps use
-    # V_inf: the fixed point of the float32-rounded update
-    v_inf = p.v_rest + flat.double() * (_f32((1.0 - p.beta) * p.resistance) / (1.0 - beta))
+    # the factors as the stepped update rounds them (float32), or not (float64)
+    single = flat.dtype != torch.float64
+    beta = _f32(p.beta) if single else p.beta
+    gain = _f32((1.0 - p.beta) * p.resistance) if single else (1.0 - p.beta) * p.resistance
+    v_inf = p.v_rest + flat.double() * (gain / (1.0 - beta))     # the update's fixed point
     k_first, near_first = _steps_to_threshold(p.v_init, v_inf, p, beta, steps)
     first = k_first.long() - 1                              # step of the first spike
     # the interval matters only where a spike happens before the last step
@@ -343,32 +351,31 @@ def _encode_forward(current: torch.Tensor, p: LIFParameters, steps: int) -> torc
 
 def _encode_backward(current, spikes, grad, p, surrogate, width):
     """Exact BPTT gradient of the reference (to_reset, detached reset, no refractory
-    period), from the closed-form potential; one pass over ``(...)`` slices."""
+    period): ``R sum_n g[n] sg(u[n] - v_th) (1 - beta^m[n])``, with ``u[n]`` the potential
+    stepped again with the reference's operations (so the surrogate sees the potentials the
+    reference saw) and ``1 - beta^m`` by its own recurrence, ``1 - beta^(m+1) = (1 - beta)
+    + beta (1 - beta^m)`` (as ``1 - beta^m`` it would cancel when dt << tau_m). One pass
+    over ``(...)`` slices; nothing of size ``T`` is kept."""
     beta = p.beta
     steps = spikes.shape[0]
     current = current.detach()
-    v_inf = p.v_rest + p.resistance * current
-    c0 = v_inf - p.v_th
-    d_init = p.v_init - v_inf                       # V0 - V_inf before the first spike
-    d = d_init.clone()
-    seen = torch.zeros_like(current)                # 1.0 once the neuron has spiked
-    decay = torch.ones_like(current)                # beta^m, m: steps since the last reset
-    acc = torch.zeros_like(current)
+    drive = current * ((1.0 - beta) * p.resistance)        # rounded as lif_step rounds it
+    v = torch.full_like(current, p.v_init)
+    u = torch.empty_like(current)
+    tmp = torch.empty_like(current)
     x = torch.empty_like(current)
     h = torch.empty_like(current)
+    rise = torch.zeros_like(current)                # 1 - beta^m, m: steps since the reset
+    acc = torch.zeros_like(current)
     fn = SURROGATES[surrogate]
     scale = p.resistance
     if surrogate == "fast_sigmoid":                 # in place: 1 / (2w (1 + |x|/w)^2)
         scale /= 2.0 * width
     for n in range(steps):
-        if n:
-            s = spikes[n - 1]
-            torch.maximum(decay, s, out=decay)      # a spike restarts the decay at 1
-            if p.v_reset != p.v_init:
-                torch.maximum(seen, s, out=seen)
-                torch.add(d_init, seen, alpha=p.v_reset - p.v_init, out=d)
-        decay.mul_(beta)
-        torch.addcmul(c0, d, decay, out=x)          # u[n] - v_th
+        torch.sub(v, p.v_rest, out=u)
+        u.mul_(beta).add_(p.v_rest).add_(drive)     # the potential before the reset
+        torch.sub(u, p.v_th, out=x)
+        rise.mul_(beta).add_(1.0 - beta)
         if surrogate == "fast_sigmoid":
             torch.abs(x, out=h)
             if width != 1.0:
@@ -376,17 +383,22 @@ def _encode_backward(current, spikes, grad, p, surrogate, width):
             h.add_(1.0).reciprocal_().square_()
         else:
             h = fn(x, width)
-        h.addcmul_(h, decay, value=-1.0)            # times du[n]/dI / R = 1 - beta^m
+        h.mul_(rise)                                # times du[n]/dI / R = 1 - beta^m
         acc.addcmul_(h, grad[n])
+        s = spikes[n]                               # the reset, as lif_step does it
+        torch.mul(s, p.v_reset, out=tmp)
+        torch.mul(s, -1.0, out=v).add_(1.0).mul_(u).add_(tmp)
+        rise.addcmul_(rise, s, value=-1.0)          # a spike starts the rise again at 0
     return acc.mul_(scale)
 
 
 def closed_form_covers(p: LIFParameters, detach_reset: bool) -> bool:
     """Whether :func:`encode_constant` uses the closed form (else the fused window)."""
-    # beta must lie strictly inside (0, 1) for the logarithms of the closed form: a tau_m
-    # so short (or so long) against dt that exp(-dt / tau_m) rounds to 0 (or 1) is stepped
+    # beta must lie strictly inside (0, 1), in float32 too, for the logarithms of the
+    # closed form: a tau_m so short (or so long) against dt that exp(-dt / tau_m) rounds
+    # to 0 (or 1) is stepped
     return (p.refractory_steps == 0 and p.reset == "to_reset" and detach_reset
-            and 0.0 < p.beta < 1.0)
+            and 0.0 < p.beta < 1.0 and 0.0 < _f32(p.beta) < 1.0)
 
 
 def encode_constant(current: torch.Tensor, p: LIFParameters, steps: int,
@@ -398,9 +410,11 @@ def encode_constant(current: torch.Tensor, p: LIFParameters, steps: int,
     the current (on a GPU, say); otherwise the fused window (or, with ``t_ref > 0``, the
     reference).
     """
-    if not closed_form_covers(p, detach_reset) or _kernel_ready(current, surrogate):
+    if (not closed_form_covers(p, detach_reset) or _kernel_ready(current, surrogate)
+            or current.dtype not in (torch.float32, torch.float64)):
         # on a CPU the compiled stepped window is faster than the closed form (measured:
-        # benchmarks/README.md); both give the reference's spikes
+        # benchmarks/README.md); both give the reference's spikes. Half-precision currents
+        # are stepped too: the closed form's rounding margins are float32's
         return lif_fused(current, p, steps, surrogate, width, detach_reset)
     if not torch.is_grad_enabled() or not current.requires_grad:
         return _encode_forward(current, p, steps)
@@ -428,12 +442,20 @@ def _load_kernels():
 _STATE: dict = {"kernels": None}     # the kernels module once imported; False: not used
 
 
-def _set_kernel_threads() -> int:
-    """Run the kernels on as many threads as PyTorch uses (``--threads``); return it."""
+@contextlib.contextmanager
+def _kernel_threads():
+    """Run the kernels inside on as many threads as PyTorch uses (``--threads``); yields
+    that number. numba's OpenMP layer, when it starts, sets the OpenMP thread count that
+    PyTorch reads as well: PyTorch gets its own back on the way out."""
     import numba
-    n = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    want = torch.get_num_threads()
+    n = max(1, min(want, numba.config.NUMBA_NUM_THREADS))
     numba.set_num_threads(n)
-    return n
+    try:
+        yield n
+    finally:
+        if torch.get_num_threads() != want:
+            torch.set_num_threads(want)
 
 
 def encode_dense_covers(current: torch.Tensor, p: LIFParameters, detach_reset: bool,
@@ -458,10 +480,10 @@ def _encode_dense_forward(current, weight, bias, p, steps):
     out = torch.zeros((steps, cur.shape[0], w.shape[0]), dtype=cur.dtype)
     if bias is not None:
         out += bias.detach().to(cur.dtype)
-    _set_kernel_threads()
-    kern.encode_dense_forward(_drive(cur, p).contiguous().numpy(), steps, p.beta, p.v_rest,
-                              p.v_th, p.v_reset, p.v_init, w.contiguous().numpy(),
-                              out.numpy())
+    drive, w = _drive(cur, p).contiguous(), w.contiguous()
+    with _kernel_threads():
+        kern.encode_dense_forward(drive.numpy(), steps, p.beta, p.v_rest, p.v_th, p.v_reset,
+                                  p.v_init, w.numpy(), out.numpy())
     return out
 
 
@@ -479,13 +501,14 @@ class _EncodeDense(torch.autograd.Function):
         p, surrogate, width, has_bias = ctx.args
         grad = grad.to(cur.dtype).contiguous()
         w = weight.to(cur.dtype).contiguous()
-        chunks = _set_kernel_threads()
+        drive = _drive(cur, p).contiguous()
         g_cur = torch.empty_like(cur)
-        parts = torch.zeros((chunks, w.shape[0], cur.shape[1]), dtype=cur.dtype)
-        kern.encode_dense_backward(_drive(cur, p).contiguous().numpy(), p.beta, p.v_rest,
-                                   p.v_th, p.v_reset, p.v_init, grad.numpy(), w.numpy(),
-                                   kern.SURROGATE_KINDS.index(surrogate), float(width),
-                                   g_cur.numpy(), parts.numpy())
+        with _kernel_threads() as chunks:
+            parts = torch.zeros((chunks, w.shape[0], cur.shape[1]), dtype=cur.dtype)
+            kern.encode_dense_backward(drive.numpy(), p.beta, p.v_rest, p.v_th, p.v_reset,
+                                       p.v_init, grad.numpy(), w.numpy(),
+                                       kern.SURROGATE_KINDS.index(surrogate), float(width),
+                                       g_cur.numpy(), parts.numpy())
         g_w = parts.sum(0).to(weight.dtype)
         g_bias = grad.sum((0, 1)) if has_bias else None
         return (g_cur.mul_(p.resistance), g_w, g_bias, None, None, None, None)
@@ -539,9 +562,10 @@ class _PatchCurrents(torch.autograd.Function):
         x = images.detach().contiguous()
         w = weight.detach().permute(2, 1, 0).reshape(k2, chans, gh, gw).contiguous()
         out = torch.empty((x.shape[0], gh, gw, chans), dtype=x.dtype)
-        _set_kernel_threads()
-        kern.patch_forward(x.numpy(), w.numpy(), bias.detach().reshape(gh, gw, chans).numpy(),
-                           gain, patch, stride, out.numpy())
+        b = bias.detach().reshape(gh, gw, chans).contiguous()
+        with _kernel_threads():
+            kern.patch_forward(x.numpy(), w.numpy(), b.numpy(), gain, patch, stride,
+                               out.numpy())
         ctx.save_for_backward(x)
         ctx.args = (gain, patch, stride, grid, weight.shape)
         return out.view(x.shape[0], n_patch * chans)
@@ -553,8 +577,8 @@ class _PatchCurrents(torch.autograd.Function):
         gain, patch, stride, (gh, gw), (n_patch, chans, k2) = ctx.args
         g = grad.to(x.dtype).contiguous().view(x.shape[0], gh, gw, chans)
         g_w = torch.empty((k2, chans, gh, gw), dtype=x.dtype)
-        _set_kernel_threads()
-        kern.patch_backward(x.numpy(), g.numpy(), patch, stride, g_w.numpy())
+        with _kernel_threads():
+            kern.patch_backward(x.numpy(), g.numpy(), patch, stride, g_w.numpy())
         g_w = g_w.view(k2, chans, n_patch).permute(2, 1, 0).mul(gain)
         g_b = g.sum(0).view(n_patch, chans).mul(gain)
         return None, g_w, g_b, None, None, None, None
