@@ -1,4 +1,5 @@
-"""CPU kernels (numba) for the encoding population fused with the dense output synapses.
+"""CPU kernels (numba) of the fast paths: the encoding population fused with the dense
+output synapses, a LIF population over a window, the locally connected patch synapses.
 
 Imported only by :mod:`lifnet.fast`, lazily, and only for CPU tensors. numba ships as a
 wheel with its own LLVM, so no C compiler is needed; the kernels are compiled on first use

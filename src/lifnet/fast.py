@@ -50,7 +50,8 @@ kernel per layer instead of a few PyTorch operations per step, chosen by measure
   used by PatchNet when there is no hidden layer): the neurons are stepped and their
   spikes summed into the output current at once, and the backward combines the
   closed-form gradient above with the synapses' own, so the ``(T, B, N)`` spike trains
-  and their gradient never exist;
+  and their gradient never exist; the encoding spikes are the reference's bit for bit,
+  the output currents ``F.linear``'s to rounding (the sum runs in another order);
 - the patch synapses (:func:`patch_currents`), the same operations in the same order as
   :class:`~lifnet.layers.PatchEncoding`'s PyTorch path.
 
@@ -71,6 +72,7 @@ import warnings
 
 import torch
 
+from .errors import bad_value
 from .neuron import LIFParameters, lif_simulate
 from .surrogate import SURROGATES
 
@@ -236,6 +238,8 @@ def lif_fused(current: torch.Tensor, p: LIFParameters, steps: int | None = None,
         return lif_simulate(current, p, steps, surrogate=surrogate, width=width,
                             detach_reset=detach_reset)[0]
     constant = steps is not None
+    if constant and steps < 1:
+        raise bad_value("steps", steps, ">= 1")
     if not constant:
         steps = current.shape[0]
     if not torch.is_grad_enabled() or not current.requires_grad:
@@ -433,7 +437,7 @@ def _load_kernels():
             _STATE["kernels"] = _kernels
         except Exception as exc:     # numba missing or broken (say, no cache folder it can use)
             warnings.warn(f"lifnet's CPU kernels are unavailable ({type(exc).__name__}: "
-                          f"{exc}); the PyTorch fast paths run instead (same results, "
+                          f"{exc}); the PyTorch fast paths run instead (the same spikes, "
                           "slower)", RuntimeWarning, stacklevel=2)
             _STATE["kernels"] = False
     return _STATE["kernels"] or None

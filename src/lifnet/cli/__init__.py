@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import warnings
 
 from .. import __version__
 from ..errors import LifnetError
@@ -29,7 +30,12 @@ def make_parser() -> Parser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"lifnet: warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
+    warnings.formatwarning = _one_line_warning      # the command line talks in lines
     parser = make_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):      # a usage error: help to stderr, status 2

@@ -19,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import torch
 
 from .. import __version__
 from ..checkpoint import (
@@ -122,6 +123,23 @@ class _Setup:
     resume: Any  # Position or None
 
 
+def _compile_kernels(model, image_size, ctx: distributed.Context, quiet: bool) -> None:
+    """Run the network once, forward and backward, on two blank images before training,
+    so that lifnet's CPU kernels are compiled (on a machine's first run only: they are
+    cached on disk) before the progress bar starts, and say so when that took a while. It
+    changes nothing in the model (the gradients are dropped; no random number is drawn)."""
+    if ctx.device.type != "cpu" or not model.encoding_lif.fast:
+        return
+    start = time.perf_counter()
+    out = model(torch.zeros(2, *image_size))
+    out.spikes.float().sum().backward()
+    model.zero_grad(set_to_none=True)
+    took = time.perf_counter() - start
+    if took > 2.0:
+        say(quiet or not ctx.is_main, f"compiled lifnet's CPU kernels in {took:.0f} s "
+            "(once on this machine: they are cached for later runs)")
+
+
 def _fresh(args: argparse.Namespace, ctx: distributed.Context) -> _Setup:
     cfg = config_from_args(args)
     dataset = load_data(cfg.data, args.quiet or not ctx.is_main).limit(
@@ -134,6 +152,7 @@ def _fresh(args: argparse.Namespace, ctx: distributed.Context) -> _Setup:
         cfg = cfg.with_updates({"network.num_classes": len(dataset.class_names)},
                                source=dataset.name).validate()
     model, coding = build(cfg, dataset.image_size)
+    _compile_kernels(model, dataset.image_size, ctx, args.quiet)
     run_dir = new_run_dir(args.out if ctx.is_main else None, cfg.preset)
     trainer = Trainer(cfg, model, coding, ctx=ctx, precision=args.precision)
     return _Setup(cfg, dataset, run_dir, trainer, None)
@@ -159,6 +178,7 @@ def _resumed(args: argparse.Namespace, ctx: distributed.Context) -> _Setup:
         raise CheckpointError(f"{run_dir / CHECKPOINT_FILE}: images of {ckpt.image_size} px "
                               f"but {dataset.name} has {dataset.image_size}")
     model, coding = build(cfg, dataset.image_size)
+    _compile_kernels(model, dataset.image_size, ctx, args.quiet)
     trainer = Trainer(cfg, model, coding, ctx=ctx, precision=args.precision)
     restore_checkpoint(trainer, ckpt)
     return _Setup(cfg, dataset, run_dir, trainer, ckpt.position)
