@@ -56,6 +56,20 @@ def _surrogate_times(x, f, kind, width, h):
             h[n] = np.exp(dt.type(-0.5) * r * r) * c * f[n]
 
 
+@njit(cache=True, inline="always", error_model="numpy")
+def _integrate(v, drive, beta, v_rest):
+    """The potential before the reset, as lif_step computes it: ``(v - v_rest) beta +
+    v_rest + drive``, each operation rounded in the dtype (no fused multiply-add)."""
+    return (v - v_rest) * beta + v_rest + drive
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _reset_to(u, s, v_reset, one):
+    """lif_step's reset to ``v_reset``, ``s v_reset + (1 - s) u``: exactly ``v_reset``
+    after a spike (``u - (u - v_reset)`` is not, at large potentials)."""
+    return s * v_reset + (one - s) * u
+
+
 @njit(cache=True, fastmath=True, error_model="numpy")
 def _dot(a, b):
     """``sum(a * b)``, vectorised (fast-math flags on this function's operations only,
@@ -72,9 +86,8 @@ def encode_dense_forward(drive, steps, beta, v_rest, v_th, v_reset, v_init, weig
     current. ``drive`` ``(B, N)`` is ``(1 - beta) R I`` rounded as PyTorch rounds it;
     ``weight`` is ``(K, N)``; ``out`` ``(T, B, K)`` holds the bias on entry and gets, at
     each step, ``weight @ spikes``. The neurons are stepped with the reference's
-    operations (the reset ``s v_reset + (1 - s) u``), so the spikes are exactly
-    lif_simulate's. Rows run
-    in parallel."""
+    operations (:func:`_integrate`, :func:`_reset_to`), so the spikes are exactly
+    lif_simulate's. Rows run in parallel."""
     batch, n_in = drive.shape
     k_out = out.shape[2]
     dt = drive.dtype
@@ -86,10 +99,10 @@ def encode_dense_forward(drive, steps, beta, v_rest, v_th, v_reset, v_init, weig
         s = np.empty(n_in, dt)
         for t in range(steps):
             for n in range(n_in):
-                u = (v[n] - v_rest) * beta + v_rest + drive[b, n]
+                u = _integrate(v[n], drive[b, n], beta, v_rest)
                 sp = one if u >= v_th else zero
                 s[n] = sp
-                v[n] = sp * v_reset + (one - sp) * u     # as lif_step resets
+                v[n] = _reset_to(u, sp, v_reset, one)
             for k in range(k_out):
                 out[t, b, k] += _dot(weight[k], s)
 
@@ -119,10 +132,10 @@ def _encode_dense_rows(lo, hi, drive, beta, v_rest, v_th, v_reset, v_init, grad,
         rise[:] = zero
         for t in range(steps):
             for n in range(n_in):
-                u = (v[n] - v_rest) * beta + v_rest + drive[b, n]
+                u = _integrate(v[n], drive[b, n], beta, v_rest)
                 sp = one if u >= v_th else zero
                 s[n] = sp
-                v[n] = sp * v_reset + (one - sp) * u     # as lif_step resets
+                v[n] = _reset_to(u, sp, v_reset, one)
                 x[n] = u - v_th
                 # 1 - beta^m, by 1 - beta^(m+1) = (1 - beta) + beta (1 - beta^m), which does
                 # not cancel when beta is near 1; a spike starts it again from 0
@@ -192,12 +205,12 @@ def lif_window_forward(drive, constant, steps, beta, v_rest, v_th, v_reset, v_in
             row = 0 if constant else t
             for j in range(hi - lo):
                 i = lo + j
-                u = (v[j] - v_rest) * beta + v_rest + drive[row, i]
+                u = _integrate(v[j], drive[row, i], beta, v_rest)
                 s = one if u >= v_th else zero
                 if keep:
                     potentials[t, i] = u
                 spikes[t, i] = s
-                v[j] = s * v_reset + (one - s) * u if to_reset else u - s * jump
+                v[j] = _reset_to(u, s, v_reset, one) if to_reset else u - s * jump
 
 
 @njit(cache=True, parallel=True, error_model="numpy")

@@ -103,7 +103,6 @@ class PatchNet(nn.Module):
         """Whether the encoding population runs fused with the output synapses."""
         lif = self.encoding_lif
         return (lif.fast and not self.hidden and type(self.output) is DenseSynapse
-                and lif.params.refractory_steps == 0
                 and encode_dense_covers(current, lif.params, lif.detach_reset, lif.surrogate))
 
     def forward(self, images: torch.Tensor, record_v: bool = False) -> NetOutput:
