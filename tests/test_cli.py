@@ -59,10 +59,11 @@ def test_one_epoch_run_writes_the_run_folder_and_evaluate_reads_it(tmp_path):
 @pytest.mark.parametrize("setting, words", [
     ("neuron.colour=3", ["unknown key 'neuron.colour'", "accepted:"]),
     ("bogus=1", ["unknown key 'bogus'"]),
-    ("neuron.capacitance=-1", ["neuron.capacitance = -1.0", "> 0 nF"]),
+    ("neuron.capacitance=-1", ["neuron.capacitance = -1.0 is out of range", "> 0 nF"]),
     ("neuron.v_th=-70", ["neuron.v_th = -70.0", "> v_reset = -65.0 mV"]),
     ("network.patch_size=30", ["network.patch_size = 30", "<= 28 px"]),
-    ("network.steps=abc", ["network.steps = 'abc'", "an integer"]),
+    ("network.steps=abc", ["network.steps = 'abc' is not valid", "an integer"]),
+    ("network.fast=maybe", ["network.fast = 'maybe' is not valid", "true or false"]),
 ])
 def test_bad_set_exits_2_with_one_line_and_no_run_folder(tmp_path, setting, words):
     proc = lifnet("train", "--set", setting, cwd=tmp_path)

@@ -321,14 +321,15 @@ def _coerce(dotted: str, value: Any, f) -> Any:
             value = [v for v in (x.strip() for x in text.split(",")) if v]
         elif kind is bool:
             if text.lower() not in ("true", "false", "1", "0"):
-                raise bad_value(dotted, value, "true or false")
+                raise bad_value(dotted, value, "true or false", problem="is not valid")
             return text.lower() in ("true", "1")
         else:
             try:
                 value = kind(text) if kind is float else int(text, 10)
             except ValueError:
                 raise bad_value(dotted, value, f"{'a number' if kind is float else 'an integer'}"
-                                + (f" in {f.metadata['unit']}" if f.metadata["unit"] else ""))
+                                + (f" in {f.metadata['unit']}" if f.metadata["unit"] else ""),
+                                problem="is not valid")
     if value is None and optional:
         return None
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
@@ -339,15 +340,18 @@ def _coerce(dotted: str, value: Any, f) -> Any:
                             f"{len(str(abs(value)))} digits", "a finite number")
     if kind is list:
         if not isinstance(value, list):
-            raise bad_value(dotted, value, "a list of integers, e.g. [128] or 128,64")
+            raise bad_value(dotted, value, "a list of integers, e.g. [128] or 128,64",
+                            problem="is not valid")
         out = []
         for v in value:
             try:
                 out.append(int(v, 10) if isinstance(v, str) else v)
             except ValueError:
-                raise bad_value(dotted, value, "a list of integers, e.g. [128] or 128,64")
+                raise bad_value(dotted, value, "a list of integers, e.g. [128] or 128,64",
+                            problem="is not valid")
             if not isinstance(out[-1], int) or isinstance(out[-1], bool):
-                raise bad_value(dotted, value, "a list of integers, e.g. [128] or 128,64")
+                raise bad_value(dotted, value, "a list of integers, e.g. [128] or 128,64",
+                            problem="is not valid")
         value = out
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise bad_value(dotted, value, f"a value of type {kind.__name__}")

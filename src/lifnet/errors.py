@@ -28,11 +28,13 @@ class NonFiniteLossError(LifnetError):
     """Training met a loss that is NaN or infinite (the message names epoch and batch)."""
 
 
-def bad_value(name: str, value: object, accepted: str, owner: str | None = None) -> ConfigError:
-    """Build the one-line error used for every out-of-range value.
+def bad_value(name: str, value: object, accepted: str, owner: str | None = None,
+              problem: str = "is out of range") -> ConfigError:
+    """Build the one-line error used for every value out of range (or of the wrong kind:
+    ``problem="is not valid"``).
 
     The message names the parameter (and its owner), the value received and what would be
     accepted, e.g. ``neuron.capacitance = -1.0 is out of range: accepted: > 0 nF``.
     """
     where = f"{owner}.{name}" if owner else name
-    return ConfigError(f"{where} = {value!r} is out of range: accepted: {accepted}")
+    return ConfigError(f"{where} = {value!r} {problem}: accepted: {accepted}")
