@@ -96,3 +96,12 @@ def test_no_command_is_a_usage_error_with_the_help_on_stderr():
     assert r.returncode == 2
     assert r.stdout == ""
     assert "usage: lifnet" in r.stderr and "train" in r.stderr
+
+
+def test_a_config_file_and_another_preset_are_refused(tmp_path):
+    conf = tmp_path / "nb.toml"
+    conf.write_text(lifnet("config", "--preset", "notebook").stdout)
+    r = lifnet("train", "--config", str(conf), "--preset", "default", cwd=tmp_path)
+    assert r.returncode == 2
+    assert "whose preset is 'notebook'" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()

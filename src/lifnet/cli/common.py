@@ -88,8 +88,12 @@ def load_data(data, quiet: bool = False):
 def config_from_args(args: argparse.Namespace) -> Config:
     """The preset, then the ``--config`` file, then the plain flags, then ``--set``."""
     file_data: dict = read_toml(args.config) if args.config else {}
-    preset = args.preset or file_data.pop("preset", None) or "default"
-    file_data.pop("preset", None)
+    in_file = file_data.pop("preset", None)
+    if args.preset and in_file and args.preset != in_file:
+        # the file's values would go over the flag's preset and the run be named after it
+        raise ConfigError(f"--preset {args.preset} with --config {args.config}, whose preset "
+                          f"is {in_file!r}: accepted: one of them, or the same preset in both")
+    preset = args.preset or in_file or "default"
     cfg = preset_config(preset)
     if file_data:
         cfg = Config.from_dict(file_data, source=str(args.config), base=cfg)
