@@ -70,6 +70,19 @@ def _reset_to(u, s, v_reset, one):
     return s * v_reset + (one - s) * u
 
 
+@njit(cache=True, error_model="numpy")
+def _step_row(v, drive, beta, v_rest, v_th, v_reset, s, x):
+    """One step of a row of neurons under a constant drive, as lif_step takes it: the
+    spikes into ``s``, ``u - v_th`` into ``x``, the potentials after the reset into ``v``."""
+    one, zero = v.dtype.type(1.0), v.dtype.type(0.0)
+    for n in range(v.shape[0]):
+        u = _integrate(v[n], drive[n], beta, v_rest)
+        sp = one if u >= v_th else zero
+        s[n] = sp
+        x[n] = u - v_th
+        v[n] = _reset_to(u, sp, v_reset, one)
+
+
 @njit(cache=True, fastmath=True, error_model="numpy")
 def _dot(a, b):
     """``sum(a * b)``, vectorised (fast-math flags on this function's operations only,
@@ -92,17 +105,14 @@ def encode_dense_forward(drive, steps, beta, v_rest, v_th, v_reset, v_init, weig
     k_out = out.shape[2]
     dt = drive.dtype
     beta, v_rest, v_th = dt.type(beta), dt.type(v_rest), dt.type(v_th)
-    v_reset, one, zero = dt.type(v_reset), dt.type(1.0), dt.type(0.0)
+    v_reset = dt.type(v_reset)
     for b in prange(batch):
         v = np.empty(n_in, dt)
         v[:] = dt.type(v_init)
         s = np.empty(n_in, dt)
+        x = np.empty(n_in, dt)
         for t in range(steps):
-            for n in range(n_in):
-                u = _integrate(v[n], drive[b, n], beta, v_rest)
-                sp = one if u >= v_th else zero
-                s[n] = sp
-                v[n] = _reset_to(u, sp, v_reset, one)
+            _step_row(v, drive[b], beta, v_rest, v_th, v_reset, s, x)
             for k in range(k_out):
                 out[t, b, k] += _dot(weight[k], s)
 
@@ -115,7 +125,7 @@ def _encode_dense_rows(lo, hi, drive, beta, v_rest, v_th, v_reset, v_init, grad,
     dt = grad.dtype
     beta_in = beta
     beta, v_rest, v_th = dt.type(beta), dt.type(v_rest), dt.type(v_th)
-    v_reset, one, zero = dt.type(v_reset), dt.type(1.0), dt.type(0.0)
+    v_reset, zero = dt.type(v_reset), dt.type(0.0)
     v = np.empty(n_in, dt)
     s = np.empty(n_in, dt)
     alpha = dt.type(1.0 - beta_in)
@@ -131,17 +141,13 @@ def _encode_dense_rows(lo, hi, drive, beta, v_rest, v_th, v_reset, v_init, grad,
         v[:] = dt.type(v_init)
         rise[:] = zero
         for t in range(steps):
+            _step_row(v, drive[b], beta, v_rest, v_th, v_reset, s, x)
             for n in range(n_in):
-                u = _integrate(v[n], drive[b, n], beta, v_rest)
-                sp = one if u >= v_th else zero
-                s[n] = sp
-                v[n] = _reset_to(u, sp, v_reset, one)
-                x[n] = u - v_th
                 # 1 - beta^m, by 1 - beta^(m+1) = (1 - beta) + beta (1 - beta^m), which does
                 # not cancel when beta is near 1; a spike starts it again from 0
                 r = alpha + beta * rise[n]
                 fac[n] = r
-                rise[n] = zero if sp != zero else r
+                rise[n] = zero if s[n] != zero else r
             _surrogate_times(x, fac, kind, width, h)    # sg(u - v_th) (1 - beta^m)
             # dL/ds[t] = grad[t] @ weight, summed over k as the reference's product does
             g_spk[:] = 0.0
