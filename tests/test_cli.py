@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from lifnet import errors as lifnet_errors
+
 SMALL = ["--set", "data.train_limit=400", "--set", "data.test_limit=200",
          "--set", "network.steps=10", "--set", "network.channels=2",
          "--set", "training.batch_size=32", "--epochs", "1", "--quiet"]
@@ -105,3 +107,24 @@ def test_a_config_file_and_another_preset_are_refused(tmp_path):
     assert r.returncode == 2
     assert "whose preset is 'notebook'" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "runs").exists()
+
+
+def test_two_runs_never_share_a_run_folder(tmp_path):
+    from lifnet.cli.train import claim_run_dir
+    base = tmp_path / "runs" / "20261204-120000-default"
+    first = claim_run_dir(base, explicit=False)
+    second = claim_run_dir(base, explicit=False)   # another run, the same second
+    assert first == base and second.name == base.name + "-2" and second.is_dir()
+    out = tmp_path / "out"
+    assert claim_run_dir(out, explicit=True) == out
+    with pytest.raises(lifnet_errors.ConfigError, match="another run has just started"):
+        claim_run_dir(out, explicit=True)
+
+
+def test_the_cli_formats_only_lifnets_own_warnings_and_restores_the_formatter():
+    import warnings
+
+    from lifnet.cli import main
+    before = warnings.formatwarning
+    assert main(["config"]) == 0
+    assert warnings.formatwarning is before

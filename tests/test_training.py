@@ -57,3 +57,28 @@ def test_one_learning_rate_per_layer():
     rates = {g["name"]: g["lr"] for g in opt.param_groups}
     assert rates == {"encoding": 0.5, "output": 0.25}
     assert isinstance(opt, torch.optim.SGD)
+
+
+def test_an_epoch_resumed_counts_only_the_samples_run_since():
+    from lifnet.training import TrainingStopped
+    cfg, x, y = _small()
+    model, coding = build(cfg, (28, 28))
+    trainer = Trainer(cfg, model, coding)
+    calls = []
+    try:                                       # stop after the first of 4 batches
+        trainer.fit(x, y, should_stop=lambda: calls.append(1) or True)
+    except TrainingStopped as stop:
+        position = stop.position
+    assert position.batch == 1
+    sums = trainer.train_epoch(1, x, y)        # the other 3 batches of 50
+    assert sums["samples"] == 200 and sums["samples_now"] == 150
+
+
+def test_a_shift_as_large_as_the_image_is_refused():
+    import pytest
+
+    from lifnet.errors import ConfigError
+    cfg, _, _ = _small(shift=28)
+    model, coding = build(cfg, (28, 28))
+    with pytest.raises(ConfigError, match=r"training\.shift = 28 is out of range.*< 28 px"):
+        Trainer(cfg, model, coding)

@@ -365,7 +365,8 @@ def _check_value(dotted: str, value: Any, f) -> None:
         return
     suffix = f" {unit}" if unit and unit not in ("", "steps", "samples", "epochs") else ""
     if "choices" in meta and value not in meta["choices"]:
-        raise bad_value(dotted, value, " or ".join(map(repr, meta["choices"])))
+        raise bad_value(dotted, value, " or ".join(map(repr, meta["choices"])),
+                        problem="is not valid")
     if isinstance(value, float) and not math.isfinite(value):
         raise bad_value(dotted, value, "a finite number")
     for op, test, _word in (("gt", lambda a, b: a > b, ">"), ("ge", lambda a, b: a >= b, ">="),
@@ -424,7 +425,7 @@ PRESETS = {"default": _default, "notebook": _notebook}
 
 def preset_config(name: str) -> Config:
     if name not in PRESETS:
-        raise bad_value("preset", name, " or ".join(map(repr, PRESETS)))
+        raise bad_value("preset", name, " or ".join(map(repr, PRESETS)), problem="is not valid")
     return PRESETS[name]()
 
 

@@ -167,6 +167,10 @@ class Trainer:
                  device: str | torch.device = "cpu", ctx: Context | None = None,
                  precision: str = "fp32") -> None:
         self.cfg, self.model, self.coding = cfg, model, coding
+        side = min(model.image_size)
+        if cfg.training.shift >= side:       # every image would leave the frame
+            raise bad_value("training.shift", cfg.training.shift,
+                            f"< {side} px, the images' smaller side")
         self.ctx = ctx if ctx is not None else Context(device=torch.device(device))
         self.device = self.ctx.device
         self.model.to(self.device)
@@ -208,6 +212,7 @@ class Trainer:
         if pos.epoch == epoch and pos.batch > 0:
             first, sums = pos.batch, dict(pos.sums)
             gen.set_state(pos.generator_state)
+        seen_before = sums["seen"]          # samples of this epoch run before a resume
         for group, base in zip(self.optimizer.param_groups, self._base):
             group["lr"] = base * self._lr_factor(epoch)
         self.model.train()
@@ -261,7 +266,8 @@ class Trainer:
                 raise TrainingStopped(self.position)
         seen = sums["seen"]
         return {"loss": sums["loss"] / seen, "error_energy": sums["error_energy"] / seen,
-                "accuracy": sums["correct"] / seen, "samples": seen}
+                "accuracy": sums["correct"] / seen, "samples": seen,
+                "samples_now": seen - seen_before}
 
     def _autocast(self):
         """bf16 autocast for the synapses (the membranes stay in float32), or nothing."""
@@ -305,7 +311,7 @@ class Trainer:
                 train_accuracy=sums["accuracy"],
                 val_accuracy=val.accuracy if val else None,
                 val_error_energy=val.mean_error_energy if val else None,
-                samples_per_second=sums["samples"] / seconds, seconds=seconds)
+                samples_per_second=sums["samples_now"] / seconds, seconds=seconds)
             self.history.append(metrics)
             done = metrics.error_energy < t.min_err or epoch == t.max_epochs
             self.position = Position(epoch + 1, 0, None, _zero_sums(), finished=done)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import sys
 import warnings
+from pathlib import Path
 
 from .. import __version__
 from ..errors import LifnetError
@@ -30,12 +31,26 @@ def make_parser() -> Parser:
     return parser
 
 
-def _one_line_warning(message, category, filename, lineno, line=None) -> str:
-    return f"lifnet: warning: {message}\n"
+_PACKAGE = str(Path(__file__).resolve().parent.parent)
 
 
 def main(argv: list[str] | None = None) -> int:
-    warnings.formatwarning = _one_line_warning      # the command line talks in lines
+    # lifnet's own warnings as one line, as the command line talks; others' as they are
+    previous = warnings.formatwarning
+
+    def one_line(message, category, filename, lineno, line=None) -> str:
+        if str(filename).startswith(_PACKAGE):
+            return f"lifnet: warning: {message}\n"
+        return previous(message, category, filename, lineno, line)
+
+    warnings.formatwarning = one_line
+    try:
+        return _main(argv)
+    finally:
+        warnings.formatwarning = previous
+
+
+def _main(argv: list[str] | None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):      # a usage error: help to stderr, status 2

@@ -195,7 +195,7 @@ def parse_current(text: str) -> Current:
             raise ConfigError(f"--current = {text!r} is not a step: accepted: BEFORE:AFTER@MS "
                               "with finite nA values and MS >= 0, e.g. 0:20@50")
         return Current("step", text, before=parts[0], after=parts[1], at_ms=parts[2])
-    raise ConfigError(f"--current = {text!r} is out of range: accepted: a current in nA, a "
+    raise ConfigError(f"--current = {text!r} is not valid: accepted: a current in nA, a "
                       "step BEFORE:AFTER@MS, or a file of one value per step (no such file)")
 
 
@@ -227,7 +227,7 @@ def parse_fi(text: str) -> np.ndarray:
     """``--fi START:STOP:STEP`` to the currents in nA, STOP included."""
     parts = [_finite(x) for x in text.split(":")]
     if len(parts) != 3 or None in parts or parts[2] <= 0 or parts[1] < parts[0]:
-        raise ConfigError(f"--fi = {text!r} is out of range: accepted: START:STOP:STEP in nA "
+        raise ConfigError(f"--fi = {text!r} is not valid: accepted: START:STOP:STEP in nA "
                           "with STOP >= START and STEP > 0, e.g. 0:50:1")
     start, stop, step = parts
     count = math.floor((stop - start) / step + _TOL) + 1
@@ -246,7 +246,7 @@ def _check_plot_path(path: str) -> Path:
     suffix = out.suffix.lower().lstrip(".")
     formats = Figure().canvas.get_supported_filetypes()
     if suffix not in formats:
-        raise ConfigError(f"--plot = {path!r} is out of range: accepted: a file name ending in "
+        raise ConfigError(f"--plot = {path!r} is not valid: accepted: a file name ending in "
                           f".png (or {', '.join('.' + f for f in sorted(formats) if f != 'png')})")
     if not out.parent.is_dir():
         raise ConfigError(f"--plot = {path!r}: the folder {str(out.parent)!r} does not exist")

@@ -104,6 +104,32 @@ def new_run_dir(out: str | None, preset: str) -> Path:
     return path
 
 
+def claim_run_dir(path: Path, explicit: bool) -> Path:
+    """Make the run folder so that no other run can take it too (two runs started in the
+    same second, or given the same ``--out``): a new ``runs/DATE-PRESET[-N]`` is made with
+    ``exist_ok=False``, the next suffix if another run made it first; an ``--out`` folder
+    gets a marker file created exclusively, and a second run there is refused."""
+    if explicit:
+        path.mkdir(parents=True, exist_ok=True)
+        try:
+            (path / RUN_MARKER).open("x").close()
+        except FileExistsError:
+            raise ConfigError(f"--out {path}: another run has just started in this folder: "
+                              "accepted: a new or empty folder")
+        return path
+    base, n = path, 1
+    while True:
+        try:
+            path.mkdir(parents=True, exist_ok=False)
+            return path
+        except FileExistsError:
+            n += 1
+            path = base.with_name(f"{base.name}-{n}")
+
+
+RUN_MARKER = ".lifnet-run"     # made exclusively in an --out folder: one run per folder
+
+
 def tensorboard_writer_class():
     """``SummaryWriter``, or ConfigError saying that the tensorboard package is missing."""
     try:
@@ -166,7 +192,8 @@ def _resumed(args: argparse.Namespace, ctx: distributed.Context) -> _Setup:
     if given:
         raise ConfigError(f"--resume with {', '.join(given)}: a resumed run keeps the "
                           "configuration of its checkpoint: accepted: --resume RUN_DIR with "
-                          "--threads, --quiet, --tensorboard, --no-plots only")
+                          "--threads, --device, --nproc, --precision, --quiet, --tensorboard, "
+                          "--no-plots only")
     run_dir = Path(args.resume)
     if not run_dir.is_dir():
         raise CheckpointError(f"--resume {args.resume}: not a run folder (no such directory)")
@@ -246,7 +273,8 @@ def _run(args: argparse.Namespace, ctx: distributed.Context) -> int:
     if not ctx.is_main:
         records = []
     elif setup.resume is None:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        run_dir = claim_run_dir(run_dir, explicit=bool(args.out))
+        ckpt_path = run_dir / CHECKPOINT_FILE
         atomic_write(run_dir / CONFIG_FILE, cfg.to_toml())
         write_metrics(run_dir, [])
         save_checkpoint(ckpt_path, trainer, class_names)
@@ -257,7 +285,7 @@ def _run(args: argparse.Namespace, ctx: distributed.Context) -> int:
         write_metrics(run_dir, records)
         trainer.history = [EpochMetrics(**r) for r in records]
     n_weights = sum(p.numel() for p in model.parameters())
-    where = (f"resuming at epoch {setup.resume.epoch}, batch {setup.resume.batch} "
+    where = (f"resuming at epoch {setup.resume.epoch}, batch {setup.resume.batch} in "
              if setup.resume is not None else "")
     say(args.quiet, f"lifnet {__version__}: preset '{cfg.preset}' on {dataset.name} "
         f"({len(tr)} train, {len(va)} validation, {len(test_y)} test), {n_weights:,} weights, "
