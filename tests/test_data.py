@@ -72,5 +72,5 @@ def test_idx_roundtrip_and_faults(tmp_path):
 
 
 def test_unknown_dataset_is_named():
-    with pytest.raises(DataError, match=r"dataset = 'cifar' is unknown"):
+    with pytest.raises(DataError, match=r"data\.dataset = 'cifar' is unknown"):
         load_dataset("cifar")

@@ -206,7 +206,7 @@ class Config:
                 value = getattr(section, f.name)
                 unit, help = f.metadata["unit"], f.metadata["help"]
                 choices = f.metadata.get("choices")
-                if choices:
+                if choices and not all(str(c) in help for c in choices):
                     help = f"{help}: {' or '.join(map(str, choices))}"
                 note = f"  # {help}" + (f" [{unit}]" if unit else "") if comments else ""
                 if value is None:

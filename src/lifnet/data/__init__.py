@@ -298,7 +298,7 @@ def load_dataset(name: str, data_dir: str | None = None, *, mirrors=None, progre
             raise DataError("dataset = 'folder:': no path: accepted: folder:PATH")
         size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
         return load_image_folder(_expand(path), size, name=name)
-    raise DataError(f"dataset = {name!r} is unknown: accepted: mnist-5k, mnist, "
+    raise DataError(f"data.dataset = {name!r} is unknown: accepted: mnist-5k, mnist, "
                     "fashion-mnist or folder:PATH")
 
 
