@@ -128,3 +128,8 @@ def test_the_cli_formats_only_lifnets_own_warnings_and_restores_the_formatter():
     before = warnings.formatwarning
     assert main(["config"]) == 0
     assert warnings.formatwarning is before
+
+
+def test_evaluate_a_folder_that_is_not_a_run(tmp_path):
+    r = lifnet("evaluate", str(tmp_path))
+    assert r.returncode == 2 and "not a run folder" in r.stderr and "model.safetensors" in r.stderr

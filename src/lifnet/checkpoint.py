@@ -124,6 +124,10 @@ def load_model(run_dir: str | Path) -> tuple[PatchNet, Config, dict[str, Any]]:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError(f"{run_dir}: not a run folder (no such directory)")
+    if not (run_dir / MODEL_FILE).exists():
+        raise CheckpointError(f"{run_dir}: not a run folder, or a run stopped before its "
+                              f"first epoch ended (no {MODEL_FILE}): accepted: the folder of "
+                              "a `lifnet train` run")
     tensors, meta = read_safetensors(run_dir / MODEL_FILE)
     # a model written by lifnet carries the SHA-256 of its tensors and metadata
     if "digest" in meta and meta["digest"] != _digest(tensors, meta):
