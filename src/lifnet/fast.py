@@ -91,6 +91,11 @@ def _f32(x: float) -> float:
     return float(torch.tensor(x, dtype=torch.float32))
 
 
+def _drive(current: torch.Tensor, p: LIFParameters) -> torch.Tensor:
+    """``(1 - beta) R I``, rounded as :func:`lifnet.neuron.lif_step` rounds it."""
+    return current * ((1.0 - p.beta) * p.resistance)
+
+
 # -- fused window ----------------------------------------------------------------------
 
 
@@ -106,7 +111,7 @@ def _forward_loop(current: torch.Tensor, p: LIFParameters, steps: int, constant:
     if _kernel_ready(current):
         return _forward_kernel(current, p, steps, constant, potentials)
     beta = p.beta
-    drive = current * ((1.0 - beta) * p.resistance)       # same rounding as lif_step
+    drive = _drive(current, p)
     shape = current.shape if constant else current.shape[1:]
     spikes = torch.empty((steps, *shape), dtype=current.dtype, device=current.device)
     v = torch.full(shape, p.v_init, dtype=current.dtype, device=current.device)
@@ -170,7 +175,7 @@ def _kernel_ready(current: torch.Tensor, surrogate: str = "fast_sigmoid") -> boo
 
 def _forward_kernel(current, p, steps, constant, potentials):
     kern = _load_kernels()
-    drive = current * ((1.0 - p.beta) * p.resistance)        # rounded as lif_step rounds it
+    drive = _drive(current, p)
     shape = current.shape if constant else current.shape[1:]
     drive = drive.reshape(1 if constant else steps, -1).contiguous()
     spikes = torch.empty((steps, drive.shape[1]), dtype=current.dtype)
@@ -363,7 +368,7 @@ def _encode_backward(current, spikes, grad, p, surrogate, width):
     beta = p.beta
     steps = spikes.shape[0]
     current = current.detach()
-    drive = current * ((1.0 - beta) * p.resistance)        # rounded as lif_step rounds it
+    drive = _drive(current, p)
     v = torch.full_like(current, p.v_init)
     u = torch.empty_like(current)
     tmp = torch.empty_like(current)
@@ -465,15 +470,7 @@ def _kernel_threads():
 def encode_dense_covers(current: torch.Tensor, p: LIFParameters, detach_reset: bool,
                         surrogate: str) -> bool:
     """Whether :func:`encode_dense` fuses (else it runs the two layers one after the other)."""
-    return (closed_form_covers(p, detach_reset) and current.device.type == "cpu"
-            and current.dtype in (torch.float32, torch.float64)
-            and _load_kernels() is not None
-            and surrogate in _load_kernels().SURROGATE_KINDS)
-
-
-def _drive(current: torch.Tensor, p: LIFParameters) -> torch.Tensor:
-    """``(1 - beta) R I``, rounded as :func:`lifnet.neuron.lif_step` rounds it."""
-    return current * ((1.0 - p.beta) * p.resistance)
+    return closed_form_covers(p, detach_reset) and _kernel_ready(current, surrogate)
 
 
 def _encode_dense_forward(current, weight, bias, p, steps):
